@@ -1,0 +1,81 @@
+//! Reading and writing guest linear memory, with every address checked.
+//!
+//! Guest pointers and lengths arrive as `i32` and are read as unsigned 32-bit
+//! values (wasm32). An address outside memory is `InvalidMemoryAccess`.
+
+use wasmtime::Caller;
+
+use crate::abi::Status;
+use crate::state::VmState;
+
+type C<'a> = Caller<'a, VmState>;
+
+fn range(ptr: i32, len: usize) -> Result<std::ops::Range<usize>, Status> {
+    let start = ptr as u32 as usize;
+    let end = start.checked_add(len).ok_or(Status::InvalidMemoryAccess)?;
+    Ok(start..end)
+}
+
+/// Copies `len` bytes at `ptr` out of guest memory.
+pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
+    let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let range = range(ptr, len as u32 as usize)?;
+    memory
+        .data(&*c)
+        .get(range)
+        .map(<[u8]>::to_vec)
+        .ok_or(Status::InvalidMemoryAccess)
+}
+
+/// Copies `bytes` into guest memory at `ptr`.
+pub(crate) fn write(c: &mut C<'_>, ptr: i32, bytes: &[u8]) -> Result<(), Status> {
+    let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let range = range(ptr, bytes.len())?;
+    memory
+        .data_mut(&mut *c)
+        .get_mut(range)
+        .ok_or(Status::InvalidMemoryAccess)?
+        .copy_from_slice(bytes);
+    Ok(())
+}
+
+pub(crate) fn write_u32(c: &mut C<'_>, ptr: i32, value: u32) -> Result<(), Status> {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+pub(crate) fn write_u64(c: &mut C<'_>, ptr: i32, value: u64) -> Result<(), Status> {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+/// Hands `bytes` to the guest: allocates a block with the guest's allocator,
+/// copies the bytes in and writes the block's address and size to `ptr_out`
+/// and `len_out`. An empty value is address 0, size 0, as in Envoy.
+///
+/// A trap inside the allocator is the guest's failure and is returned as the
+/// outer error; a bad address is a status for the guest.
+pub(crate) fn give(
+    c: &mut C<'_>,
+    bytes: &[u8],
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<Result<(), Status>> {
+    let Ok(len) = i32::try_from(bytes.len()) else {
+        return Ok(Err(Status::InternalFailure));
+    };
+
+    let mut address = 0;
+    if len > 0 {
+        let Some(allocator) = c.data().allocator.clone() else {
+            return Ok(Err(Status::InternalFailure));
+        };
+        address = allocator.call(&mut *c, len)?;
+        if address == 0 {
+            return Ok(Err(Status::InvalidMemoryAccess));
+        }
+        if let Err(status) = write(c, address, bytes) {
+            return Ok(Err(status));
+        }
+    }
+
+    Ok(write_u32(c, ptr_out, address as u32).and_then(|()| write_u32(c, len_out, len as u32)))
+}

@@ -1,0 +1,534 @@
+//! Plugin configuration: strict JSON in, a checked [`Config`] out, or a [`ConfigError`] that
+//! names the field.
+//!
+//! Unknown fields are refused, bounds are checked, and root secrets are read from the VM's
+//! environment (Envoy `vm_config.environment_variables`, Istio `vmConfig.env`) by name, so no
+//! secret sits in the plugin configuration itself.
+
+use std::fmt;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::identity;
+use crate::keys::{RootSecret, MIN_SECRET_LEN};
+use crate::policy::{PathMatch, Principal, Route};
+use crate::profile;
+use crate::replay::ReplayCache;
+
+/// Allowed key hop periods, in seconds.
+pub const HOP_SECONDS: std::ops::RangeInclusive<u64> = 5..=30;
+
+/// A configuration the filter refuses, and which field is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field path, such as `keys[0].secret_env`, or `(json)` for a syntax error.
+    pub field: String,
+    /// What is wrong with it; never a secret.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub enum Config {
+    /// Outbound: sign every request.
+    Sign(SignConfig),
+    /// Inbound: verify every request.
+    Verify(VerifyConfig),
+}
+
+/// The signing side's settings.
+#[derive(Debug, Clone)]
+pub struct SignConfig {
+    /// The caller's SPIFFE ID, sent in `keyhop-identity`.
+    pub identity: String,
+    /// The caller's trust domain (from `identity`).
+    pub trust_domain: String,
+    /// Who the credentials are for; bound into every epoch key.
+    pub audience: String,
+    /// Seconds per key epoch.
+    pub hop_seconds: u64,
+    /// The key id sent in `keyid`.
+    pub key_id: String,
+    /// The root secret behind `key_id`.
+    pub secret: RootSecret,
+    /// `expires - created` of minted credentials.
+    pub lifetime_seconds: u64,
+    /// Largest body signed; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Request headers removed before signing (a static API key, say).
+    pub drop_headers: Vec<String>,
+}
+
+/// One key the verifier accepts.
+#[derive(Debug, Clone)]
+pub struct VerifyKey {
+    /// The key id.
+    pub id: String,
+    /// The root secret.
+    pub secret: RootSecret,
+    /// The algorithm pinned to this key.
+    pub alg: String,
+    /// Trust domains whose identities this key may vouch for.
+    pub trust_domains: Vec<String>,
+}
+
+/// The verifying side's settings.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// This verifier's audience; bound into every epoch key.
+    pub audience: String,
+    /// Seconds per key epoch.
+    pub hop_seconds: u64,
+    /// Accepted keys, several during a rotation.
+    pub keys: Vec<VerifyKey>,
+    /// Oldest `created` accepted, in seconds behind the clock.
+    pub max_age_seconds: u64,
+    /// Furthest `created` accepted, in seconds ahead of the clock.
+    pub future_skew_seconds: u64,
+    /// Largest `expires - created` accepted.
+    pub max_lifetime_seconds: u64,
+    /// Largest body verified; larger gets 413.
+    pub max_body_bytes: usize,
+    /// The header that hands the verified identity to the application.
+    pub verified_identity_header: String,
+    /// Route policy; empty means any verified caller.
+    pub routes: Vec<Route>,
+    /// The replay cache's shape.
+    pub replay: ReplayCache,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+enum RawConfig {
+    Sign(RawSign),
+    Verify(RawVerify),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    identity: String,
+    audience: String,
+    #[serde(default = "default_hop")]
+    hop_seconds: u64,
+    key: RawSignKey,
+    #[serde(default = "default_lifetime")]
+    lifetime_seconds: u64,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    drop_headers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignKey {
+    id: String,
+    secret_env: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    audience: String,
+    #[serde(default = "default_hop")]
+    hop_seconds: u64,
+    keys: Vec<RawVerifyKey>,
+    #[serde(default = "default_max_age")]
+    max_age_seconds: u64,
+    #[serde(default = "default_skew")]
+    future_skew_seconds: u64,
+    #[serde(default = "default_max_lifetime")]
+    max_lifetime_seconds: u64,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_verified_header")]
+    verified_identity_header: String,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    replay: RawReplay,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerifyKey {
+    id: String,
+    secret_env: String,
+    #[serde(default = "default_alg")]
+    alg: String,
+    trust_domains: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    methods: Option<Vec<String>>,
+    path_exact: Option<String>,
+    path_prefix: Option<String>,
+    allow: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    #[serde(default = "default_shards")]
+    shards: u32,
+    #[serde(default = "default_entries")]
+    entries_per_shard: usize,
+}
+
+impl Default for RawReplay {
+    fn default() -> Self {
+        RawReplay { shards: default_shards(), entries_per_shard: default_entries() }
+    }
+}
+
+fn default_hop() -> u64 {
+    10
+}
+fn default_lifetime() -> u64 {
+    10
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_max_age() -> u64 {
+    30
+}
+fn default_skew() -> u64 {
+    5
+}
+fn default_max_lifetime() -> u64 {
+    30
+}
+fn default_verified_header() -> String {
+    "keyhop-verified-identity".to_string()
+}
+fn default_alg() -> String {
+    profile::ALG.to_string()
+}
+fn default_shards() -> u32 {
+    1024
+}
+fn default_entries() -> usize {
+    128
+}
+
+impl Config {
+    /// Parses and checks a plugin configuration. `env` looks up the VM's environment
+    /// variables by name (for root secrets).
+    pub fn from_json(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| json_error(&e))?;
+        match raw {
+            RawConfig::Sign(raw) => check_sign(raw, env).map(Config::Sign),
+            RawConfig::Verify(raw) => check_verify(raw, env).map(Config::Verify),
+        }
+    }
+}
+
+/// serde names the field in its message (`unknown field \`x\``, `missing field \`y\``); keep
+/// that, and add the position.
+fn json_error(e: &serde_json::Error) -> ConfigError {
+    let message = e.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field") || message.contains("variant"))
+        .map_or_else(|| "(json)".to_string(), str::to_string);
+    let field = if message.contains("variant") { "mode".to_string() } else { field };
+    error(field, message)
+}
+
+fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<SignConfig, ConfigError> {
+    let trust_domain = identity::parse(&raw.identity)
+        .map_err(|_| error("identity", "must be a SPIFFE ID such as spiffe://example.org/ns/a/sa/b"))?
+        .trust_domain
+        .to_string();
+    check_audience(&raw.audience)?;
+    check_hop(raw.hop_seconds)?;
+    check_key_id("key.id", &raw.key.id)?;
+    let secret = read_secret("key.secret_env", &raw.key.secret_env, env)?;
+    check_range("lifetime_seconds", raw.lifetime_seconds, 1, 300)?;
+    check_body("max_body_bytes", raw.max_body_bytes)?;
+    for (i, name) in raw.drop_headers.iter().enumerate() {
+        check_header_name(&format!("drop_headers[{i}]"), name)?;
+    }
+
+    Ok(SignConfig {
+        identity: raw.identity,
+        trust_domain,
+        audience: raw.audience,
+        hop_seconds: raw.hop_seconds,
+        key_id: raw.key.id,
+        secret,
+        lifetime_seconds: raw.lifetime_seconds,
+        max_body_bytes: raw.max_body_bytes,
+        drop_headers: raw.drop_headers,
+    })
+}
+
+fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<VerifyConfig, ConfigError> {
+    check_audience(&raw.audience)?;
+    check_hop(raw.hop_seconds)?;
+    check_range("max_age_seconds", raw.max_age_seconds, 1, 300)?;
+    check_range("future_skew_seconds", raw.future_skew_seconds, 0, 60)?;
+    check_range("max_lifetime_seconds", raw.max_lifetime_seconds, 1, 300)?;
+    check_body("max_body_bytes", raw.max_body_bytes)?;
+    check_header_name("verified_identity_header", &raw.verified_identity_header)?;
+    check_range("replay.shards", u64::from(raw.replay.shards), 1, 65_536)?;
+    check_range("replay.entries_per_shard", raw.replay.entries_per_shard as u64, 1, 4096)?;
+
+    if raw.keys.is_empty() {
+        return Err(error("keys", "at least one key is required"));
+    }
+    let mut keys: Vec<VerifyKey> = Vec::with_capacity(raw.keys.len());
+    for (i, key) in raw.keys.into_iter().enumerate() {
+        check_key_id(&format!("keys[{i}].id"), &key.id)?;
+        if keys.iter().any(|k| k.id == key.id) {
+            return Err(error(format!("keys[{i}].id"), "duplicate key id"));
+        }
+        if key.alg != profile::ALG {
+            return Err(error(format!("keys[{i}].alg"), "only hmac-sha256 is supported"));
+        }
+        if key.trust_domains.is_empty() {
+            return Err(error(format!("keys[{i}].trust_domains"), "at least one trust domain is required"));
+        }
+        for (j, domain) in key.trust_domains.iter().enumerate() {
+            if !identity::is_trust_domain(domain) {
+                return Err(error(format!("keys[{i}].trust_domains[{j}]"), "not a trust domain name"));
+            }
+        }
+        let secret = read_secret(&format!("keys[{i}].secret_env"), &key.secret_env, env)?;
+        keys.push(VerifyKey { id: key.id, secret, alg: key.alg, trust_domains: key.trust_domains });
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, route) in raw.routes.into_iter().enumerate() {
+        routes.push(check_route(i, route)?);
+    }
+
+    let replay = ReplayCache::new(
+        raw.hop_seconds,
+        raw.max_age_seconds,
+        raw.future_skew_seconds,
+        raw.replay.shards,
+        raw.replay.entries_per_shard,
+    );
+    Ok(VerifyConfig {
+        audience: raw.audience,
+        hop_seconds: raw.hop_seconds,
+        keys,
+        max_age_seconds: raw.max_age_seconds,
+        future_skew_seconds: raw.future_skew_seconds,
+        max_lifetime_seconds: raw.max_lifetime_seconds,
+        max_body_bytes: raw.max_body_bytes,
+        verified_identity_header: raw.verified_identity_header,
+        routes,
+        replay,
+    })
+}
+
+fn check_route(i: usize, raw: RawRoute) -> Result<Route, ConfigError> {
+    let field = |name: &str| format!("routes[{i}].{name}");
+    let path = match (raw.path_exact, raw.path_prefix) {
+        (Some(exact), None) if exact.starts_with('/') => PathMatch::Exact(exact),
+        (None, Some(prefix)) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
+        (Some(_), Some(_)) => return Err(error(field("path_exact"), "give path_exact or path_prefix, not both")),
+        (None, None) => return Err(error(field("path_prefix"), "a route needs path_exact or path_prefix")),
+        _ => return Err(error(field("path_prefix"), "paths start with /")),
+    };
+    if let Some(methods) = &raw.methods {
+        for (j, method) in methods.iter().enumerate() {
+            let token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+            if !token {
+                return Err(error(field(&format!("methods[{j}]")), "methods are upper-case tokens"));
+            }
+        }
+    }
+    if raw.allow.is_empty() {
+        return Err(error(field("allow"), "at least one principal is required (a route allowing nobody is a typo)"));
+    }
+    let mut allow = Vec::with_capacity(raw.allow.len());
+    for (j, principal) in raw.allow.into_iter().enumerate() {
+        let parsed = match principal.strip_suffix("/*").and_then(|p| p.strip_prefix("spiffe://")) {
+            Some(domain) if identity::is_trust_domain(domain) => Principal::TrustDomain(domain.to_string()),
+            Some(_) => return Err(error(field(&format!("allow[{j}]")), "not a trust domain")),
+            None => {
+                identity::parse(&principal)
+                    .map_err(|_| error(field(&format!("allow[{j}]")), "not a SPIFFE ID"))?;
+                Principal::Id(principal)
+            }
+        };
+        allow.push(parsed);
+    }
+    Ok(Route { methods: raw.methods, path, allow })
+}
+
+fn check_audience(audience: &str) -> Result<(), ConfigError> {
+    let printable = audience.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if audience.is_empty() || audience.len() > 255 || !printable {
+        return Err(error("audience", "1 to 255 printable ASCII characters, no spaces"));
+    }
+    Ok(())
+}
+
+fn check_hop(hop: u64) -> Result<(), ConfigError> {
+    check_range("hop_seconds", hop, *HOP_SECONDS.start(), *HOP_SECONDS.end())
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(error(field, format!("must be between {min} and {max}, got {value}")));
+    }
+    Ok(())
+}
+
+fn check_body(field: &str, value: usize) -> Result<(), ConfigError> {
+    check_range(field, value as u64, 0, 64 * 1024 * 1024)
+}
+
+fn check_key_id(field: &str, id: &str) -> Result<(), ConfigError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !valid {
+        return Err(error(field, "1 to 64 characters of A-Z a-z 0-9 . - _"));
+    }
+    Ok(())
+}
+
+fn check_header_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(error(field, "a lowercase header name"));
+    }
+    if profile::CREDENTIAL_HEADERS.contains(&name) {
+        return Err(error(field, "keyhop's own credential headers cannot be used here"));
+    }
+    Ok(())
+}
+
+fn read_secret(field: &str, var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RootSecret, ConfigError> {
+    if var.is_empty() {
+        return Err(error(field, "names the VM environment variable holding the root secret"));
+    }
+    let value = env(var).ok_or_else(|| error(field, format!("environment variable {var} is not set in the Wasm VM")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| error(field, format!("environment variable {var} is not standard base64")))?;
+    RootSecret::new(bytes).ok_or_else(|| {
+        error(field, format!("environment variable {var} holds fewer than {MIN_SECRET_LEN} bytes"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "GOOD" => Some(SECRET.to_string()),
+            "SHORT" => Some("c2hvcnQ=".to_string()),
+            "NOTB64" => Some("not base64!".to_string()),
+            _ => None,
+        }
+    }
+
+    fn verify_json(extra: &str) -> String {
+        format!(
+            r#"{{"mode":"verify","audience":"spiffe://p.example/edge",
+                "keys":[{{"id":"k1","secret_env":"GOOD","trust_domains":["f.example"]}}]{extra}}}"#
+        )
+    }
+
+    fn field_of(json: &str) -> String {
+        match Config::from_json(json.as_bytes(), &env) {
+            Err(e) => e.field,
+            Ok(_) => "(accepted)".to_string(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_minimal_verify_config_with_defaults() {
+        let Ok(Config::Verify(v)) = Config::from_json(verify_json("").as_bytes(), &env) else {
+            panic!("expected a verify config");
+        };
+        assert_eq!(v.hop_seconds, 10);
+        assert_eq!(v.verified_identity_header, "keyhop-verified-identity");
+        assert!(v.routes.is_empty());
+        assert_eq!(v.replay.shards, 1024);
+    }
+
+    #[test]
+    fn accepts_a_sign_config() {
+        let json = r#"{"mode":"sign","identity":"spiffe://f.example/ns/a/sa/b","audience":"aud",
+            "key":{"id":"k1","secret_env":"GOOD"},"drop_headers":["x-api-key"]}"#;
+        let Ok(Config::Sign(s)) = Config::from_json(json.as_bytes(), &env) else {
+            panic!("expected a sign config");
+        };
+        assert_eq!(s.trust_domain, "f.example");
+        assert_eq!(s.lifetime_seconds, 10);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(field_of(&verify_json(r#","colour":"red""#)), "colour");
+        assert_eq!(field_of(&verify_json(r#","hop_seconds":2"#)), "hop_seconds");
+        assert_eq!(field_of(&verify_json(r#","hop_seconds":31"#)), "hop_seconds");
+        assert_eq!(field_of(&verify_json(r#","future_skew_seconds":600"#)), "future_skew_seconds");
+        assert_eq!(field_of(&verify_json(r#","replay":{"shards":0}"#)), "replay.shards");
+        assert_eq!(field_of(&verify_json(r#","replay":{"size":1}"#)), "size");
+        assert_eq!(field_of(&verify_json(r#","verified_identity_header":"signature""#)), "verified_identity_header");
+        assert_eq!(
+            field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":[]}]"#)),
+            "routes[0].allow"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":["bob"]}]"#)),
+            "routes[0].allow[0]"
+        );
+        assert_eq!(field_of(r#"{"mode":"shout"}"#), "mode");
+        assert_eq!(field_of("{"), "(json)");
+        assert_eq!(field_of(r#"{"mode":"verify","audience":"a"}"#), "keys");
+    }
+
+    #[test]
+    fn secrets_must_exist_be_base64_and_long_enough() {
+        for (var, _) in [("MISSING", ()), ("SHORT", ()), ("NOTB64", ()), ("", ())] {
+            let json = format!(
+                r#"{{"mode":"verify","audience":"a","keys":[{{"id":"k","secret_env":"{var}","trust_domains":["f.example"]}}]}}"#
+            );
+            let err = Config::from_json(json.as_bytes(), &env).expect_err("refused");
+            assert_eq!(err.field, "keys[0].secret_env");
+            assert!(!err.message.contains(SECRET));
+        }
+    }
+
+    #[test]
+    fn keys_must_be_unique_and_hmac() {
+        let json = r#"{"mode":"verify","audience":"a","keys":[
+            {"id":"k","secret_env":"GOOD","trust_domains":["f.example"]},
+            {"id":"k","secret_env":"GOOD","trust_domains":["f.example"]}]}"#;
+        assert_eq!(field_of(json), "keys[1].id");
+        let json = r#"{"mode":"verify","audience":"a","keys":[
+            {"id":"k","secret_env":"GOOD","alg":"rsa-pss-sha512","trust_domains":["f.example"]}]}"#;
+        assert_eq!(field_of(json), "keys[0].alg");
+    }
+}

@@ -1,0 +1,430 @@
+//! The proxy-wasm glue: the only module that talks to the host.
+//!
+//! It reads the request from Envoy, calls [`crate::sign`] or [`crate::verify`], and turns the
+//! result into header edits, a local reply, one audit line and counters. Host calls are made
+//! through `proxy_wasm::hostcalls`, whose `Result`s are handled here, rather than the SDK's
+//! trait helpers, which panic on unexpected statuses and would trap the VM.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+
+use crate::audit::{bounded, AuditLine};
+use crate::config::{Config, SignConfig, VerifyConfig};
+use crate::keys::EpochKeyCache;
+use crate::message::{Header, Request};
+use crate::profile;
+use crate::reason::Reason;
+use crate::replay::{SetOutcome, SharedStore, StoreError};
+use crate::sign;
+use crate::verify::{self, Facts, Pending};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+}}
+
+/// Epoch keys kept per VM: a few epochs for a few key ids and trust domains.
+const KEY_CACHE_ENTRIES: usize = 16;
+
+/// A configured plugin, shared by the root context and every stream of this VM.
+struct Plugin {
+    config: Config,
+    counters: Counters,
+    keys: RefCell<EpochKeyCache>,
+}
+
+/// Envoy counters, by decision and reason.
+struct Counters {
+    mode: &'static str,
+    ok: Option<u32>,
+    refused: HashMap<Reason, u32>,
+}
+
+impl Counters {
+    fn define(mode: &'static str) -> Counters {
+        let ok_name = if mode == "sign" { "signed" } else { "allow" };
+        let ok = hostcalls::define_metric(MetricType::Counter, &format!("keyhop.{mode}.{ok_name}")).ok();
+        let refused = Reason::ALL
+            .iter()
+            .filter_map(|reason| {
+                let name = format!("keyhop.{mode}.deny.{}", reason.code());
+                hostcalls::define_metric(MetricType::Counter, &name).ok().map(|id| (*reason, id))
+            })
+            .collect();
+        Counters { mode, ok, refused }
+    }
+
+    fn count(&self, outcome: Result<(), Reason>) {
+        let id = match outcome {
+            Ok(()) => self.ok,
+            Err(reason) => self.refused.get(&reason).copied(),
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+struct Root {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log(LogLevel::Error, &format!("keyhop: cannot read plugin configuration: {status:?}"));
+                return false;
+            }
+        };
+        let config = match Config::from_json(&json, &|name| std::env::var(name).ok()) {
+            Ok(config) => config,
+            Err(e) => {
+                log(LogLevel::Error, &format!("keyhop: configuration refused: {e}"));
+                return false;
+            }
+        };
+
+        let mode = match &config {
+            Config::Sign(_) => "sign",
+            Config::Verify(verify) => {
+                if verify.replay.init(&HostStore).is_err() {
+                    log(LogLevel::Error, "keyhop: configuration refused: shared data unavailable for the replay cache");
+                    return false;
+                }
+                "verify"
+            }
+        };
+        log(LogLevel::Info, &format!("keyhop: configured in {mode} mode"));
+        self.plugin = Some(Rc::new(Plugin {
+            config,
+            counters: Counters::define(mode),
+            keys: RefCell::new(EpochKeyCache::new(KEY_CACHE_ENTRIES)),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Without a configuration the stream still exists, and refuses every request with 503.
+        Some(Box::new(Stream { plugin: self.plugin.clone(), state: State::Headers, headers: Vec::new(), facts: Facts::default() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum State {
+    /// Waiting for request headers.
+    Headers,
+    /// Verify: headers passed, buffering the body.
+    Verifying(Box<Pending>),
+    /// Sign: credential headers removed, buffering the body.
+    Signing,
+    /// Decided: forwarded or refused.
+    Done,
+}
+
+struct Stream {
+    plugin: Option<Rc<Plugin>>,
+    state: State,
+    headers: Vec<Header>,
+    facts: Facts,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            return self.refuse(None, Reason::Internal);
+        };
+        match &plugin.config {
+            Config::Verify(config) => self.verify_headers(&plugin, config, end_of_stream),
+            Config::Sign(config) => self.sign_headers(&plugin, config, end_of_stream),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            return self.refuse(None, Reason::Internal);
+        };
+        if matches!(self.state, State::Done) {
+            return Action::Continue;
+        }
+        let max = match &plugin.config {
+            Config::Verify(c) => c.max_body_bytes,
+            Config::Sign(c) => c.max_body_bytes,
+        };
+        if body_size > max {
+            return self.refuse(Some(&plugin), Reason::BodyTooLarge);
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering; the next call's body_size counts everything so far.
+            return Action::Pause;
+        }
+        self.body_complete(&plugin, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            return self.refuse(None, Reason::Internal);
+        };
+        if matches!(self.state, State::Done) {
+            return Action::Continue;
+        }
+        self.body_complete(&plugin, usize::MAX)
+    }
+}
+
+impl Stream {
+    fn verify_headers(&mut self, plugin: &Plugin, config: &VerifyConfig, end_of_stream: bool) -> Action {
+        // The verified-identity header is ours alone: whatever the caller put there goes first.
+        if hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.verified_identity_header).is_err() {
+            return self.refuse(Some(plugin), Reason::Internal);
+        }
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(_) => return self.refuse(Some(plugin), Reason::Internal),
+        };
+        self.headers = headers;
+        let Some(now) = now() else {
+            return self.refuse(Some(plugin), Reason::Internal);
+        };
+
+        let checked = match view(&self.headers) {
+            Ok(request) => verify::check_headers(config, &request, now, &mut self.facts),
+            Err(reason) => Err(reason),
+        };
+        match checked {
+            Ok(pending) => self.state = State::Verifying(Box::new(pending)),
+            Err(reason) => return self.refuse(Some(plugin), reason),
+        }
+        if end_of_stream {
+            return self.body_complete(plugin, 0);
+        }
+        Action::Pause
+    }
+
+    fn sign_headers(&mut self, plugin: &Plugin, config: &SignConfig, end_of_stream: bool) -> Action {
+        // Whatever the app set as a credential is not ours to forward, nor is a static key
+        // the operator asked us to drop.
+        let drop = profile::CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .chain(std::iter::once("content-digest"))
+            .chain(config.drop_headers.iter().map(String::as_str));
+        for name in drop {
+            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                return self.refuse(Some(plugin), Reason::Internal);
+            }
+        }
+        self.headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(_) => return self.refuse(Some(plugin), Reason::Internal),
+        };
+        self.state = State::Signing;
+        if end_of_stream {
+            return self.body_complete(plugin, 0);
+        }
+        Action::Pause
+    }
+
+    /// The whole body is in (or there is none): decide.
+    fn body_complete(&mut self, plugin: &Plugin, body_size: usize) -> Action {
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+                Ok(body) => body.unwrap_or_default(),
+                Err(_) => return self.refuse(Some(plugin), Reason::Internal),
+            }
+        };
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Verifying(pending) => self.verify_body(plugin, &pending, &body),
+            State::Signing => self.sign_body(plugin, &body),
+            State::Headers | State::Done => Action::Continue,
+        }
+    }
+
+    fn verify_body(&mut self, plugin: &Plugin, pending: &Pending, body: &[u8]) -> Action {
+        let Config::Verify(config) = &plugin.config else {
+            return self.refuse(Some(plugin), Reason::Internal);
+        };
+        let verified = {
+            let Ok(mut keys) = plugin.keys.try_borrow_mut() else {
+                return self.refuse(Some(plugin), Reason::Internal);
+            };
+            match view(&self.headers) {
+                Ok(request) => verify::finish(config, &mut keys, pending, &request, body, &HostStore),
+                Err(reason) => Err(reason),
+            }
+        };
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(reason) => return self.refuse(Some(plugin), reason),
+        };
+
+        for name in profile::CREDENTIAL_HEADERS {
+            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                return self.refuse(Some(plugin), Reason::Internal);
+            }
+        }
+        let set = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            &config.verified_identity_header,
+            Some(verified.identity.as_bytes()),
+        );
+        if set.is_err() {
+            return self.refuse(Some(plugin), Reason::Internal);
+        }
+
+        self.facts.identity = Some(verified.identity);
+        self.decided(plugin, "allow", Ok(()));
+        Action::Continue
+    }
+
+    fn sign_body(&mut self, plugin: &Plugin, body: &[u8]) -> Action {
+        let Config::Sign(config) = &plugin.config else {
+            return self.refuse(Some(plugin), Reason::Internal);
+        };
+        let Some(now) = now() else {
+            return self.refuse(Some(plugin), Reason::Internal);
+        };
+        let mut nonce = [0u8; profile::MIN_NONCE_BYTES];
+        if getrandom::fill(&mut nonce).is_err() {
+            return self.refuse(Some(plugin), Reason::RandomUnavailable);
+        }
+        self.facts.identity = Some(config.identity.clone());
+        self.facts.key_id = Some(config.key_id.clone());
+
+        let signed = {
+            let Ok(mut keys) = plugin.keys.try_borrow_mut() else {
+                return self.refuse(Some(plugin), Reason::Internal);
+            };
+            match view(&self.headers) {
+                Ok(request) => sign::sign(config, &mut keys, &request, body, now, &nonce),
+                Err(reason) => Err(reason),
+            }
+        };
+        let signed = match signed {
+            Ok(signed) => signed,
+            Err(reason) => return self.refuse(Some(plugin), reason),
+        };
+        self.facts.epoch = Some(signed.epoch);
+
+        for (name, value) in [
+            ("content-digest", &signed.content_digest),
+            (profile::IDENTITY_HEADER, &signed.identity),
+            ("signature-input", &signed.signature_input),
+            ("signature", &signed.signature),
+        ] {
+            if hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes())).is_err() {
+                return self.refuse(Some(plugin), Reason::Internal);
+            }
+        }
+        self.decided(plugin, "signed", Ok(()));
+        Action::Continue
+    }
+
+    /// Refuses the request with a local reply; it is never forwarded.
+    fn refuse(&mut self, plugin: Option<&Plugin>, reason: Reason) -> Action {
+        self.state = State::Done;
+        match plugin {
+            Some(plugin) => self.decided(plugin, "deny", Err(reason)),
+            None => log(LogLevel::Error, &format!("keyhop: no configuration; refusing with {reason}")),
+        }
+        let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
+        let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
+        if let Err(status) = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes())) {
+            log(LogLevel::Error, &format!("keyhop: local reply failed: {status:?}"));
+        }
+        // After a local reply the filter must not let the request continue.
+        Action::Pause
+    }
+
+    /// Writes the audit line and counts the decision.
+    fn decided(&self, plugin: &Plugin, decision: &'static str, outcome: Result<(), Reason>) {
+        plugin.counters.count(outcome);
+        let find = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| bounded(&String::from_utf8_lossy(v)))
+        };
+        let line = AuditLine {
+            keyhop: "audit",
+            mode: plugin.counters.mode,
+            decision,
+            reason: outcome.err().map_or("ok", Reason::code),
+            status: outcome.err().map_or(0, Reason::status),
+            identity: self.facts.identity.clone(),
+            key_id: self.facts.key_id.clone(),
+            epoch: self.facts.epoch,
+            method: find(":method").unwrap_or_default(),
+            authority: find(":authority").unwrap_or_default(),
+            path: find(":path")
+                .map(|p| p.split('?').next().unwrap_or_default().to_string())
+                .unwrap_or_default(),
+            request_id: find("x-request-id"),
+        };
+        log(LogLevel::Info, &line.to_json());
+    }
+}
+
+/// The request as the core modules see it, borrowed from the host's header list.
+fn view(headers: &[Header]) -> Result<Request<'_>, Reason> {
+    let pseudo = |name: &str| -> Result<&str, Reason> {
+        match headers.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => std::str::from_utf8(value).map_err(|_| Reason::InvalidHeaderValue),
+            None => Ok(""),
+        }
+    };
+    Ok(Request {
+        method: pseudo(":method")?,
+        scheme: pseudo(":scheme")?,
+        authority: pseudo(":authority")?,
+        path_and_query: pseudo(":path")?,
+        headers,
+    })
+}
+
+/// The host's clock, in whole seconds since the Unix epoch.
+fn now() -> Option<i64> {
+    let time = hostcalls::get_current_time().ok()?;
+    let seconds = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(seconds).ok()
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Proxy-wasm shared data (one map per `vm_id`, shared by every worker's VM).
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((_, None)) => Ok(None),
+            Ok((value, Some(cas))) => Ok(Some((value.unwrap_or_default(), cas))),
+            Err(_) => Err(StoreError),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
+            Ok(()) => Ok(SetOutcome::Stored),
+            Err(Status::CasMismatch) => Ok(SetOutcome::CasMismatch),
+            Err(_) => Err(StoreError),
+        }
+    }
+}

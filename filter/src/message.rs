@@ -1,0 +1,253 @@
+//! The parts of an HTTP request that a signature can cover, and the RFC 9421 signature base.
+//!
+//! Values are taken as the host hands them over: the path and query are never decoded, and
+//! only `@authority` is normalised (lowercase, default port dropped), as RFC 9421 §2.2.3 says.
+
+use crate::reason::Reason;
+
+/// One header field line as the host gives it: a lowercase name and the raw value bytes.
+pub type Header = (String, Vec<u8>);
+
+/// A request as the filter sees it, borrowed from the host's header map.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:scheme` (`http` or `https`).
+    pub scheme: &'a str,
+    /// `:authority` as received.
+    pub authority: &'a str,
+    /// `:path`, including the query string, as received.
+    pub path_and_query: &'a str,
+    /// Every header field line, pseudo-headers included or not.
+    pub headers: &'a [Header],
+}
+
+impl<'a> Request<'a> {
+    /// The path without the query; `/` when empty.
+    pub fn path(&self) -> &'a str {
+        let path = match self.path_and_query.split_once('?') {
+            Some((path, _)) => path,
+            None => self.path_and_query,
+        };
+        if path.is_empty() {
+            "/"
+        } else {
+            path
+        }
+    }
+
+    /// The query with its leading `?`, or `?` alone when there is none (RFC 9421 §2.2.7).
+    pub fn query(&self) -> &'a str {
+        match self.path_and_query.find('?') {
+            Some(at) => self.path_and_query.get(at..).unwrap_or("?"),
+            None => "?",
+        }
+    }
+
+    /// The single value of a field, `None` when absent; several field lines are refused.
+    pub fn single_header(&self, name: &str) -> Result<Option<&'a [u8]>, Reason> {
+        let mut found = None;
+        for (n, v) in self.headers {
+            if n.eq_ignore_ascii_case(name) {
+                if found.is_some() {
+                    return Err(Reason::DuplicateHeader);
+                }
+                found = Some(v.as_slice());
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// `@authority`: lowercase, and without the scheme's default port.
+pub fn normalize_authority(scheme: &str, authority: &str) -> String {
+    let lower = authority.to_ascii_lowercase();
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return lower,
+    };
+    match lower.strip_suffix(default_port) {
+        Some(host) if !host.is_empty() => host.to_string(),
+        _ => lower,
+    }
+}
+
+/// A covered component that keyhop knows how to compute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// `@method`.
+    Method,
+    /// `@authority`, normalised.
+    Authority,
+    /// `@scheme`.
+    Scheme,
+    /// `@path`.
+    Path,
+    /// `@query`.
+    Query,
+    /// `@target-uri`.
+    TargetUri,
+    /// `@request-target`.
+    RequestTarget,
+    /// An HTTP field, by its lowercase name.
+    Field(String),
+}
+
+impl Component {
+    /// Reads a component identifier (`"@path"`, `"content-digest"`); anything keyhop does not
+    /// compute is refused rather than guessed at.
+    pub fn from_name(name: &str) -> Result<Component, Reason> {
+        let component = match name {
+            "@method" => Component::Method,
+            "@authority" => Component::Authority,
+            "@scheme" => Component::Scheme,
+            "@path" => Component::Path,
+            "@query" => Component::Query,
+            "@target-uri" => Component::TargetUri,
+            "@request-target" => Component::RequestTarget,
+            field if is_field_name(field) => Component::Field(field.to_string()),
+            _ => return Err(Reason::UnsupportedComponent),
+        };
+        Ok(component)
+    }
+
+    /// The identifier as it appears in `Signature-Input` and in the signature base.
+    pub fn name(&self) -> &str {
+        match self {
+            Component::Method => "@method",
+            Component::Authority => "@authority",
+            Component::Scheme => "@scheme",
+            Component::Path => "@path",
+            Component::Query => "@query",
+            Component::TargetUri => "@target-uri",
+            Component::RequestTarget => "@request-target",
+            Component::Field(name) => name,
+        }
+    }
+
+    /// The component value for this request (RFC 9421 §2.1 and §2.2).
+    pub fn value(&self, request: &Request<'_>) -> Result<Vec<u8>, Reason> {
+        let value = match self {
+            Component::Method => request.method.as_bytes().to_vec(),
+            Component::Authority => normalize_authority(request.scheme, request.authority).into_bytes(),
+            Component::Scheme => request.scheme.to_ascii_lowercase().into_bytes(),
+            Component::Path => request.path().as_bytes().to_vec(),
+            Component::Query => request.query().as_bytes().to_vec(),
+            Component::TargetUri => format!(
+                "{}://{}{}",
+                request.scheme.to_ascii_lowercase(),
+                request.authority,
+                request.path_and_query
+            )
+            .into_bytes(),
+            Component::RequestTarget => request.path_and_query.as_bytes().to_vec(),
+            Component::Field(name) => match request.single_header(name)? {
+                Some(raw) => trim_ows(raw).to_vec(),
+                None => return Err(Reason::MissingComponent),
+            },
+        };
+        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(Reason::InvalidHeaderValue);
+        }
+        Ok(value)
+    }
+}
+
+/// A lowercase field name as RFC 9421 identifies it: a token of lowercase characters.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'-' | b'_' | b'.' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'')
+                || matches!(b, b'*' | b'+' | b'^' | b'`' | b'|' | b'~')
+        })
+}
+
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(s), Some(e)) => value.get(s..=e).unwrap_or_default(),
+        _ => &[],
+    }
+}
+
+/// Builds the signature base (RFC 9421 §2.5): one line per covered component, then the
+/// `@signature-params` line holding the serialised inner list, joined by LF, no final LF.
+pub fn signature_base(
+    components: &[Component],
+    signature_params: &str,
+    request: &Request<'_>,
+) -> Result<Vec<u8>, Reason> {
+    let mut base = Vec::with_capacity(256);
+    for component in components {
+        base.push(b'"');
+        base.extend_from_slice(component.name().as_bytes());
+        base.extend_from_slice(b"\": ");
+        base.extend_from_slice(&component.value(request)?);
+        base.push(b'\n');
+    }
+    base.extend_from_slice(b"\"@signature-params\": ");
+    base.extend_from_slice(signature_params.as_bytes());
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(path: &'a str, headers: &'a [Header]) -> Request<'a> {
+        Request {
+            method: "POST",
+            scheme: "https",
+            authority: "Example.COM:443",
+            path_and_query: path,
+            headers,
+        }
+    }
+
+    #[test]
+    fn authority_is_lowercased_and_default_port_dropped() {
+        assert_eq!(normalize_authority("https", "Example.COM:443"), "example.com");
+        assert_eq!(normalize_authority("http", "example.com:80"), "example.com");
+        assert_eq!(normalize_authority("http", "example.com:443"), "example.com:443");
+        assert_eq!(normalize_authority("https", "example.com:8443"), "example.com:8443");
+    }
+
+    #[test]
+    fn path_and_query_are_split_without_decoding() {
+        let r = request("/a%2Fb?x=1&y=%20", &[]);
+        assert_eq!(r.path(), "/a%2Fb");
+        assert_eq!(r.query(), "?x=1&y=%20");
+        let r = request("/a", &[]);
+        assert_eq!(r.query(), "?");
+        let r = request("?q", &[]);
+        assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn duplicate_field_lines_are_refused() {
+        let headers = vec![("x-a".to_string(), b"1".to_vec()), ("x-a".to_string(), b"2".to_vec())];
+        let r = request("/", &headers);
+        assert_eq!(r.single_header("x-a"), Err(Reason::DuplicateHeader));
+    }
+
+    #[test]
+    fn field_values_are_trimmed_and_line_breaks_refused() {
+        let headers = vec![("x-a".to_string(), b"  v \t".to_vec()), ("x-b".to_string(), b"a\nb".to_vec())];
+        let r = request("/", &headers);
+        assert_eq!(Component::Field("x-a".into()).value(&r), Ok(b"v".to_vec()));
+        assert_eq!(Component::Field("x-b".into()).value(&r), Err(Reason::InvalidHeaderValue));
+        assert_eq!(Component::Field("x-c".into()).value(&r), Err(Reason::MissingComponent));
+    }
+
+    #[test]
+    fn unknown_derived_components_and_odd_names_are_refused() {
+        assert_eq!(Component::from_name("@status"), Err(Reason::UnsupportedComponent));
+        assert_eq!(Component::from_name("Content-Type"), Err(Reason::UnsupportedComponent));
+        assert_eq!(Component::from_name(""), Err(Reason::UnsupportedComponent));
+    }
+}

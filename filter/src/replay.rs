@@ -1,0 +1,254 @@
+//! The replay cache: every nonce is accepted once, across all worker threads of one proxy.
+//!
+//! Proxy-wasm shared data is a key/value map shared by the VMs of one `vm_id`, with
+//! compare-and-swap but no delete. So the cache is a fixed set of keys, reused in a cycle:
+//!
+//! * a nonce belongs to the time bucket of its credential's `created` (`created / bucket`),
+//!   and that bucket to one of `buckets` slots (`bucket % buckets`);
+//! * within a slot, the nonce's fingerprint picks one of `shards` keys;
+//! * a shard's value is the bucket number it holds (8 bytes) and up to `entries_per_shard`
+//!   16-byte fingerprints. A writer that finds an older bucket starts the shard afresh.
+//!
+//! A slot is recycled only after every credential of its previous bucket has become too old to
+//! pass the time checks, so forgetting it is safe. Memory is bounded by
+//! `buckets × shards × (8 + 16 × entries_per_shard)` bytes. Updates are compare-and-swap with
+//! a bounded number of retries; when the store fails, or a shard is full, the filter cannot
+//! decide and says so (503) rather than let a nonce through unrecorded.
+
+use sha2::{Digest, Sha256};
+
+use crate::reason::Reason;
+
+/// Compare-and-swap attempts before giving up with 503.
+pub const MAX_ATTEMPTS: usize = 32;
+
+const FINGERPRINT_LEN: usize = 16;
+const HEADER_LEN: usize = 8;
+
+/// What the host's shared data offers: Envoy's semantics, where `set` with a non-zero `cas`
+/// fails unless the key still has that `cas`.
+pub trait SharedStore {
+    /// The value and its `cas`, or `None` when the key does not exist.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
+    /// Stores `value` if the key's `cas` is still `cas` (0: unconditionally).
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError>;
+}
+
+/// The result of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// Written.
+    Stored,
+    /// Another worker wrote first.
+    CasMismatch,
+}
+
+/// The host's shared data failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreError;
+
+/// The replay cache's shape, fixed by configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayCache {
+    /// Seconds of `created` time per bucket.
+    pub bucket_seconds: u64,
+    /// Slots in the cycle.
+    pub buckets: u64,
+    /// Keys per slot.
+    pub shards: u32,
+    /// Fingerprints per key.
+    pub entries_per_shard: usize,
+}
+
+impl ReplayCache {
+    /// A cache whose slots outlive every credential the time checks can still accept:
+    /// a credential passes while `created` is within `max_age` behind and `future_skew`
+    /// ahead of the clock, so a bucket must survive `max_age + future_skew` seconds past its
+    /// end, plus one bucket of margin.
+    pub fn new(bucket_seconds: u64, max_age: u64, future_skew: u64, shards: u32, entries: usize) -> ReplayCache {
+        let bucket_seconds = bucket_seconds.max(1);
+        let span = max_age.saturating_add(future_skew);
+        let buckets = 2 + span.div_ceil(bucket_seconds);
+        ReplayCache { bucket_seconds, buckets, shards: shards.max(1), entries_per_shard: entries.max(1) }
+    }
+
+    /// The most bytes the cache's values can occupy in shared data.
+    pub fn memory_bound(&self) -> u64 {
+        let per_shard = (HEADER_LEN + FINGERPRINT_LEN * self.entries_per_shard) as u64;
+        self.buckets * u64::from(self.shards) * per_shard
+    }
+
+    /// The shared-data key of one shard of one slot.
+    pub fn key(slot: u64, shard: u32) -> String {
+        format!("keyhop.replay.{slot}.{shard}")
+    }
+
+    /// Creates every key that does not exist yet, so that request-time updates are always
+    /// compare-and-swap on an existing key. Run when the plugin is configured, before traffic.
+    pub fn init(&self, store: &dyn SharedStore) -> Result<(), StoreError> {
+        for slot in 0..self.buckets {
+            for shard in 0..self.shards {
+                let key = ReplayCache::key(slot, shard);
+                if store.get(&key)?.is_none() {
+                    store.set(&key, &0u64.to_le_bytes(), 0)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `nonce` for a credential created at `created`; refuses it if already recorded.
+    pub fn check_and_record(&self, store: &dyn SharedStore, nonce: &str, created: i64) -> Result<(), Reason> {
+        let created = u64::try_from(created).map_err(|_| Reason::Expired)?;
+        let bucket = created / self.bucket_seconds;
+        let fingerprint = fingerprint(nonce);
+        let shard = u32::from_le_bytes([fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]]) % self.shards;
+        let key = ReplayCache::key(bucket % self.buckets, shard);
+
+        for _ in 0..MAX_ATTEMPTS {
+            let (value, cas) = store
+                .get(&key)
+                .map_err(|_| Reason::ReplayStoreUnavailable)?
+                .ok_or(Reason::ReplayStoreUnavailable)?;
+            let (stored_bucket, entries) = split(&value).ok_or(Reason::ReplayStoreUnavailable)?;
+
+            if stored_bucket > bucket {
+                // The slot has moved on to a newer bucket: this credential is older than
+                // anything the time checks let through.
+                return Err(Reason::Expired);
+            }
+            let entries = if stored_bucket == bucket { entries } else { &[] };
+            if entries.chunks_exact(FINGERPRINT_LEN).any(|seen| seen == fingerprint) {
+                return Err(Reason::Replay);
+            }
+            if entries.len() / FINGERPRINT_LEN >= self.entries_per_shard {
+                return Err(Reason::ReplayCacheFull);
+            }
+
+            let mut updated = Vec::with_capacity(HEADER_LEN + entries.len() + FINGERPRINT_LEN);
+            updated.extend_from_slice(&bucket.to_le_bytes());
+            updated.extend_from_slice(entries);
+            updated.extend_from_slice(&fingerprint);
+            match store.set(&key, &updated, cas) {
+                Ok(SetOutcome::Stored) => return Ok(()),
+                Ok(SetOutcome::CasMismatch) => continue,
+                Err(StoreError) => return Err(Reason::ReplayStoreUnavailable),
+            }
+        }
+        Err(Reason::ReplayStoreUnavailable)
+    }
+}
+
+fn fingerprint(nonce: &str) -> [u8; FINGERPRINT_LEN] {
+    let digest = Sha256::digest(nonce.as_bytes());
+    let mut out = [0u8; FINGERPRINT_LEN];
+    out.copy_from_slice(digest.get(..FINGERPRINT_LEN).unwrap_or(&[0u8; FINGERPRINT_LEN]));
+    out
+}
+
+/// Splits a shard value into its bucket and its fingerprints; `None` when malformed.
+fn split(value: &[u8]) -> Option<(u64, &[u8])> {
+    let (header, entries) = value.split_at_checked(HEADER_LEN)?;
+    if entries.len() % FINGERPRINT_LEN != 0 {
+        return None;
+    }
+    let bucket = u64::from_le_bytes(header.try_into().ok()?);
+    Some((bucket, entries))
+}
+
+/// An in-memory [`SharedStore`] with Envoy's semantics, for tests and native tools.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: std::sync::atomic::AtomicU32,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        let map = self.map.lock().map_err(|_| StoreError)?;
+        Ok(map.get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
+        let mut map = self.map.lock().map_err(|_| StoreError)?;
+        if let Some((_, current)) = map.get(key) {
+            if cas != 0 && cas != *current {
+                return Ok(SetOutcome::CasMismatch);
+            }
+        }
+        let next = self.next_cas.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        map.insert(key.to_string(), (value.to_vec(), next));
+        Ok(SetOutcome::Stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn cache() -> ReplayCache {
+        ReplayCache::new(10, 30, 5, 4, 8)
+    }
+
+    #[test]
+    fn a_nonce_passes_once() {
+        let store = MemoryStore::default();
+        let c = cache();
+        c.init(&store).expect("init");
+        assert_eq!(c.check_and_record(&store, "n1", 1000), Ok(()));
+        assert_eq!(c.check_and_record(&store, "n1", 1000), Err(Reason::Replay));
+        assert_eq!(c.check_and_record(&store, "n2", 1000), Ok(()));
+    }
+
+    #[test]
+    fn without_init_the_filter_cannot_decide() {
+        let store = MemoryStore::default();
+        assert_eq!(cache().check_and_record(&store, "n", 1000), Err(Reason::ReplayStoreUnavailable));
+    }
+
+    #[test]
+    fn slots_outlive_the_acceptance_window_and_then_recycle() {
+        let c = ReplayCache::new(10, 30, 5, 1, 8);
+        // 30 s of age plus 5 s of skew over 10 s buckets: 4 buckets of span, plus 2.
+        assert_eq!(c.buckets, 6);
+        let store = MemoryStore::default();
+        c.init(&store).expect("init");
+        assert_eq!(c.check_and_record(&store, "n", 1000), Ok(()));
+        // The same slot, one full cycle later: the old bucket's nonces are forgotten.
+        assert_eq!(c.check_and_record(&store, "n", 1000 + 60), Ok(()));
+        // And the old bucket can no longer be written to.
+        assert_eq!(c.check_and_record(&store, "other", 1000), Err(Reason::Expired));
+    }
+
+    #[test]
+    fn a_full_shard_refuses_with_503() {
+        let c = ReplayCache::new(10, 30, 5, 1, 2);
+        let store = MemoryStore::default();
+        c.init(&store).expect("init");
+        assert_eq!(c.check_and_record(&store, "a", 1000), Ok(()));
+        assert_eq!(c.check_and_record(&store, "b", 1000), Ok(()));
+        assert_eq!(c.check_and_record(&store, "c", 1000), Err(Reason::ReplayCacheFull));
+        assert_eq!(Reason::ReplayCacheFull.status(), 503);
+        assert_eq!(c.memory_bound(), 6 * (8 + 32));
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_nonce_and_accept_each_once() {
+        let c = Arc::new(ReplayCache::new(10, 30, 5, 2, 4096));
+        let store = Arc::new(MemoryStore::default());
+        c.init(store.as_ref()).expect("init");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (c, store) = (Arc::clone(&c), Arc::clone(&store));
+                std::thread::spawn(move || {
+                    (0..500)
+                        .filter(|i| c.check_and_record(store.as_ref(), &format!("n{i}"), 1000).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        let accepted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert_eq!(accepted, 500);
+    }
+}

@@ -29,6 +29,7 @@ pub struct Response {
     pub status: u16,
     pub headers: Pairs,
     pub body_chunks: Vec<Vec<u8>>,
+    pub trailers: Pairs,
 }
 
 impl Default for Response {
@@ -37,6 +38,7 @@ impl Default for Response {
             status: 200,
             headers: Vec::new(),
             body_chunks: Vec::new(),
+            trailers: Vec::new(),
         }
     }
 }

@@ -1,1 +1,109 @@
-fn main() {}
+//! `keyhop-sim`: run a proxy-wasm module against scripted requests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+
+use keyhop_host_sim::scenario::Scenario;
+use keyhop_host_sim::{report, Plugin};
+
+#[derive(Parser)]
+#[command(name = "keyhop-sim", version, about = "Run a proxy-wasm module without a mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Each subcommand is one variant here and one function below. The `sign`
+// subcommand (mint keyhop headers for one request with keyhop_filter's own
+// signing code) will join them once that crate's native API is settled.
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario: print each request's verdict, header changes, what the
+    /// upstream receives, logs and metrics; exit 1 if an expectation fails.
+    Run(RunArgs),
+    /// Print a fresh root secret: base64 of 32 random bytes.
+    Keygen,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The proxy-wasm module (.wasm, or .wat text).
+    #[arg(long)]
+    wasm: PathBuf,
+    /// The plugin configuration file, passed to the guest as it is.
+    #[arg(long)]
+    config: PathBuf,
+    /// A VM environment variable, KEY=VALUE; overrides the scenario's. Repeatable.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// The scenario file (JSON).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Number of workers (VM instances); overrides the scenario's.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Print the outcome as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_env(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {arg:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Keygen => keygen(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("keyhop-sim: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    let wasm = std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let plugin_config =
+        std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let scenario_text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("reading {}", args.scenario.display()))?;
+    let scenario = Scenario::from_json(&scenario_text)
+        .with_context(|| format!("parsing {}", args.scenario.display()))?;
+    if args.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+
+    let plugin = Plugin::compile(&wasm).with_context(|| format!("loading {}", args.wasm.display()))?;
+    let config = scenario.host_config(plugin_config, &args.env)?;
+    let outcome = scenario.run(&plugin, config, args.workers)?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", report::render(&outcome));
+    }
+    Ok(if outcome.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn keygen() -> Result<ExitCode> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    println!("{}", base64::engine::general_purpose::STANDARD.encode(secret));
+    Ok(ExitCode::SUCCESS)
+}

@@ -380,7 +380,7 @@ impl Vm {
         let count = len_i32(request.headers.len());
         let end = i32::from(!has_body && !has_trailers);
         let f = self.callbacks.request_headers.clone();
-        let action = self.callback(f.as_ref(), (ctx, count, end), context, "request_headers")?;
+        let action = self.callback(f.as_ref(), (ctx, count, end), context)?;
         if self.stopped() {
             return Ok(());
         }
@@ -400,7 +400,7 @@ impl Vm {
             };
             let end = i32::from(index + 1 == last && !has_trailers);
             let f = self.callbacks.request_body.clone();
-            let action = self.callback(f.as_ref(), (ctx, size, end), context, "request_body")?;
+            let action = self.callback(f.as_ref(), (ctx, size, end), context)?;
             if self.stopped() {
                 return Ok(());
             }
@@ -413,7 +413,7 @@ impl Vm {
         if has_trailers {
             let count = len_i32(request.trailers.len());
             let f = self.callbacks.request_trailers.clone();
-            let action = self.callback(f.as_ref(), (ctx, count), context, "request_trailers")?;
+            let action = self.callback(f.as_ref(), (ctx, count), context)?;
             if self.stopped() {
                 return Ok(());
             }
@@ -454,7 +454,12 @@ impl Vm {
         let chunks: Vec<&Vec<u8>> = response.body_chunks.iter().filter(|c| !c.is_empty()).collect();
         let count = len_i32(headers.len());
         let f = self.callbacks.response_headers.clone();
-        let action = self.callback(f.as_ref(), (ctx, count, i32::from(chunks.is_empty())), context, "response_headers")?;
+        let has_trailers = !response.trailers.is_empty();
+        if let Some(stream) = self.store.data_mut().stream.as_mut() {
+            stream.response_trailers = response.trailers.clone();
+        }
+        let end = i32::from(chunks.is_empty() && !has_trailers);
+        let action = self.callback(f.as_ref(), (ctx, count, end), context)?;
         if self.stopped() {
             return Ok(());
         }
@@ -472,9 +477,26 @@ impl Vm {
                 }
                 None => 0,
             };
-            let end = i32::from(index + 1 == last);
+            let end = i32::from(index + 1 == last && !has_trailers);
             let f = self.callbacks.response_body.clone();
-            let action = self.callback(f.as_ref(), (ctx, size, end), context, "response_body")?;
+            let action = self.callback(f.as_ref(), (ctx, size, end), context)?;
+            if self.stopped() {
+                return Ok(());
+            }
+            if action == Action::Continue || self.take_resume_response() {
+                if !headers_sent {
+                    self.mark_response_headers_sent(flow);
+                    headers_sent = true;
+                }
+                if let Some(stream) = self.store.data_mut().stream.as_mut() {
+                    flow.delivered.body.append(&mut stream.response_body);
+                }
+            }
+        }
+        if has_trailers {
+            let count = len_i32(response.trailers.len());
+            let f = self.callbacks.response_trailers.clone();
+            let action = self.callback(f.as_ref(), (ctx, count), context)?;
             if self.stopped() {
                 return Ok(());
             }
@@ -506,7 +528,6 @@ impl Vm {
         func: Option<&TypedFunc<P, i32>>,
         params: P,
         context: u32,
-        _phase: &'static str,
     ) -> Result<Action, Failure> {
         let action = self
             .call_opt(func, params, context)?

@@ -26,5 +26,7 @@ else
     /usr/bin/cargo build -p keyhop-filter --lib --profile wasm --target "$target" \
       -Z build-std=std,panic_abort
 fi
-cp "target/$target/wasm/keyhop_filter.wasm" "$out"
+# Copy, then rename: an Envoy starting meanwhile never reads a half-written module.
+cp "target/$target/wasm/keyhop_filter.wasm" "$out.tmp.$$"
+mv -f "$out.tmp.$$" "$out"
 printf 'built %s (%s bytes, sha256 %s)\n' "$out" "$(stat -c %s "$out")" "$(sha256sum "$out" | cut -d' ' -f1)"

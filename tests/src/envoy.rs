@@ -50,6 +50,14 @@ fn from_env_or(var: &str, default: &str) -> PathBuf {
     }
 }
 
+/// Envoy's log level: `$KEYHOP_ENVOY_LOG_LEVEL`, default `info` (where the audit lines are).
+pub fn log_level() -> String {
+    std::env::var("KEYHOP_ENVOY_LOG_LEVEL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "info".to_owned())
+}
+
 /// Checks that the binary and module exist, with a message that says how to get them.
 pub fn check_prerequisites() -> io::Result<()> {
     let envoy = envoy_binary();
@@ -163,7 +171,8 @@ impl Envoy {
             .args(["--concurrency", "2"])
             // Several Envoys run side by side here; none of them is ever hot-restarted.
             .arg("--disable-hot-restart")
-            .args(["--log-level", "info"])
+            .arg("--log-level")
+            .arg(log_level())
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

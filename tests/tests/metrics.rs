@@ -24,13 +24,13 @@ fn wait_for_counter(envoy: &keyhop_e2e::envoy::Envoy, name: &str, want: u64) -> 
 #[test]
 fn decisions_are_counted_in_admin_stats_and_prometheus() {
     let topology = Topology::start("metrics").expect("topology");
-    let score = Request::post_json("/v1/risk/score", r#"{"amount":1}"#);
+    let health = Request::get("/v1/health");
 
-    let (allowed, stolen) = topology.capture(&score).expect("call");
+    let (allowed, stolen) = topology.capture(&health).expect("call");
     let replayed = topology
         .send_raw_to_partner(&stolen.raw, &stolen.method)
         .expect("replay");
-    let unsigned = topology.send_to_partner(&score).expect("call");
+    let unsigned = topology.send_to_partner(&health).expect("call");
     assert_eq!(
         (allowed.status, replayed.status, unsigned.status),
         (200, 401, 401)

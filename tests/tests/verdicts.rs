@@ -60,10 +60,12 @@ fn signed_get_with_query_and_empty_body_is_allowed() {
     let topology = Topology::start("allow-get").expect("topology");
 
     let response = topology
-        .send_as_portal_web(&Request::get("/v1/health"))
+        .send_as_portal_web(&Request::get("/v1/health?detail=full"))
         .expect("call");
 
-    assert_eq!(echo(&response).header_all(VERIFIED_IDENTITY_HEADER), [PORTAL_WEB_ID]);
+    let seen = echo(&response);
+    assert_eq!(seen.header_all(VERIFIED_IDENTITY_HEADER), [PORTAL_WEB_ID]);
+    assert_eq!(seen.target, "/v1/health?detail=full");
 }
 
 #[test]

@@ -285,6 +285,15 @@ impl Envoy {
     pub fn audit_lines(&self) -> Vec<Value> {
         audit_lines(&self.log())
     }
+
+    /// The same audit lines as the filter wrote them (field order kept), without Envoy's prefix.
+    pub fn audit_text(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(AUDIT_MARK))
+            .filter_map(|line| Some(line.get(line.find('{')?..)?.trim_end().to_owned()))
+            .collect()
+    }
 }
 
 impl Drop for Envoy {
@@ -294,10 +303,13 @@ impl Drop for Envoy {
     }
 }
 
+/// What marks an audit line in the log.
+const AUDIT_MARK: &str = r#""keyhop":"audit""#;
+
 /// Extracts the audit JSON from Envoy log lines (Envoy puts its own prefix before the message).
 pub fn audit_lines(log: &str) -> Vec<Value> {
     log.lines()
-        .filter(|line| line.contains(r#""keyhop":"audit""#))
+        .filter(|line| line.contains(AUDIT_MARK))
         .filter_map(|line| {
             let start = line.find('{')?;
             serde_json::from_str(line.get(start..)?.trim_end()).ok()

@@ -75,7 +75,7 @@ fn run() -> io::Result<bool> {
 
     print_table(&rows);
     println!("\naudit lines from the partner's Envoy log:");
-    for line in topology.partner.audit_lines() {
+    for line in topology.partner.audit_text() {
         println!("  {line}");
     }
 
@@ -230,8 +230,7 @@ fn print_table(rows: &[Row]) {
             println!("{:<width$}  └─ {problem}", "");
         }
     }
-    println!(
-        "\n(200 rows: the risk API saw {VERIFIED_IDENTITY_HEADER}, and no signature, \
-         signature-input, keyhop-identity or x-api-key; report-job is {REPORT_JOB_ID})"
-    );
+    println!("\nOn every 200 row the risk API saw {VERIFIED_IDENTITY_HEADER} with the caller's ID, and");
+    println!("no signature, signature-input, keyhop-identity or x-api-key.");
+    println!("report-job is {REPORT_JOB_ID}.");
 }

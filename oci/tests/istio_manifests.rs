@@ -32,7 +32,10 @@ struct Doc {
 
 impl Doc {
     fn kind(&self) -> &str {
-        self.value.get("kind").and_then(Value::as_str).unwrap_or_default()
+        self.value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     fn name(&self) -> String {
@@ -67,9 +70,16 @@ fn istio_docs() -> Result<Vec<Doc>> {
     let mut docs = Vec::new();
     for path in pin::yaml_files(&root.join("istio"))? {
         let text = std::fs::read_to_string(&path)?;
-        let file = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let file = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         for value in yaml_documents(&text).with_context(|| format!("parsing {file}"))? {
-            docs.push(Doc { file: file.clone(), value });
+            docs.push(Doc {
+                file: file.clone(),
+                value,
+            });
         }
     }
     Ok(docs)
@@ -78,13 +88,19 @@ fn istio_docs() -> Result<Vec<Doc>> {
 fn wasm_plugins(docs: &[Doc]) -> Result<Vec<&Doc>> {
     let plugins: Vec<&Doc> = docs.iter().filter(|d| d.kind() == "WasmPlugin").collect();
     // Verify on sidecars and at the ingress gateway, sign on sidecars and at the egress gateway.
-    ensure!(plugins.len() >= 4, "expected at least 4 WasmPlugins under istio/, found {}", plugins.len());
+    ensure!(
+        plugins.len() >= 4,
+        "expected at least 4 WasmPlugins under istio/, found {}",
+        plugins.len()
+    );
     Ok(plugins)
 }
 
 /// Names the manifest hands to the VM from the proxy's environment (`valueFrom: HOST`).
 fn host_env_names(plugin: &Value) -> BTreeSet<String> {
-    let entries = plugin.pointer("/spec/vmConfig/env").and_then(Value::as_array);
+    let entries = plugin
+        .pointer("/spec/vmConfig/env")
+        .and_then(Value::as_array);
     entries
         .into_iter()
         .flatten()
@@ -95,7 +111,9 @@ fn host_env_names(plugin: &Value) -> BTreeSet<String> {
 
 /// The pluginConfig as the bytes Istio hands the filter (JSON of the YAML mapping).
 fn plugin_config_json(plugin: &Value) -> Result<Vec<u8>> {
-    let config = plugin.pointer("/spec/pluginConfig").ok_or_else(|| anyhow!("no pluginConfig"))?;
+    let config = plugin
+        .pointer("/spec/pluginConfig")
+        .ok_or_else(|| anyhow!("no pluginConfig"))?;
     Ok(serde_json::to_vec(config)?)
 }
 
@@ -120,7 +138,11 @@ fn wasm_plugins_match_istios_crd_schema_and_cel_rules() -> Result<()> {
             problems.push(format!("{}: {violation}", plugin.name()));
         }
     }
-    ensure!(problems.is_empty(), "WasmPlugins the API server would refuse:\n{}", problems.join("\n"));
+    ensure!(
+        problems.is_empty(),
+        "WasmPlugins the API server would refuse:\n{}",
+        problems.join("\n")
+    );
     Ok(())
 }
 
@@ -135,22 +157,51 @@ fn the_crd_check_refuses_what_the_api_server_refuses() -> Result<()> {
         .ok_or_else(|| anyhow!("no WasmPlugin with a selector"))?
         .value
         .clone();
-    ensure!(schema.violations(&good).is_empty(), "the base plugin must be valid");
+    ensure!(
+        schema.violations(&good).is_empty(),
+        "the base plugin must be valid"
+    );
 
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("an unknown field", Box::new(|p| set(p, "/spec/failurePolicy", json!("closed")))),
-        ("a misspelt enum", Box::new(|p| set(p, "/spec/failStrategy", json!("FAIL_CLOSED")))),
-        ("an uppercase sha256", Box::new(|p| set(p, "/spec/sha256", json!("AB".repeat(32))))),
-        ("a priority beyond int32", Box::new(|p| set(p, "/spec/priority", json!(1_i64 << 40)))),
-        ("an unsupported URL scheme (CEL)", Box::new(|p| set(p, "/spec/url", json!("ftp://r/k")))),
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let broken: Vec<(&str, Mutation)> = vec![
+        (
+            "an unknown field",
+            Box::new(|p| set(p, "/spec/failurePolicy", json!("closed"))),
+        ),
+        (
+            "a misspelt enum",
+            Box::new(|p| set(p, "/spec/failStrategy", json!("FAIL_CLOSED"))),
+        ),
+        (
+            "an uppercase sha256",
+            Box::new(|p| set(p, "/spec/sha256", json!("AB".repeat(32)))),
+        ),
+        (
+            "a priority beyond int32",
+            Box::new(|p| set(p, "/spec/priority", json!(1_i64 << 40))),
+        ),
+        (
+            "an unsupported URL scheme (CEL)",
+            Box::new(|p| set(p, "/spec/url", json!("ftp://r/k"))),
+        ),
         (
             "selector and targetRefs together (CEL)",
-            Box::new(|p| set(p, "/spec/targetRefs", json!([{ "kind": "Gateway", "name": "g" }]))),
+            Box::new(|p| {
+                set(
+                    p,
+                    "/spec/targetRefs",
+                    json!([{ "kind": "Gateway", "name": "g" }]),
+                )
+            }),
         ),
         (
             "a HOST env var with a value (CEL)",
             Box::new(|p| {
-                set(p, "/spec/vmConfig/env", json!([{ "name": "X", "valueFrom": "HOST", "value": "v" }]))
+                set(
+                    p,
+                    "/spec/vmConfig/env",
+                    json!([{ "name": "X", "valueFrom": "HOST", "value": "v" }]),
+                )
             }),
         ),
         (
@@ -163,7 +214,13 @@ fn the_crd_check_refuses_what_the_api_server_refuses() -> Result<()> {
         ),
         (
             "the same env name twice (list map)",
-            Box::new(|p| set(p, "/spec/vmConfig/env", json!([{ "name": "X" }, { "name": "X" }]))),
+            Box::new(|p| {
+                set(
+                    p,
+                    "/spec/vmConfig/env",
+                    json!([{ "name": "X" }, { "name": "X" }]),
+                )
+            }),
         ),
         ("no url", Box::new(|p| remove(p, "/spec", "url"))),
     ];
@@ -171,7 +228,10 @@ fn the_crd_check_refuses_what_the_api_server_refuses() -> Result<()> {
     for (what, mutate) in broken {
         let mut plugin = good.clone();
         mutate(&mut plugin);
-        ensure!(!schema.violations(&plugin).is_empty(), "{what} was not refused");
+        ensure!(
+            !schema.violations(&plugin).is_empty(),
+            "{what} was not refused"
+        );
     }
     Ok(())
 }
@@ -200,7 +260,7 @@ fn every_plugin_config_is_accepted_by_the_filter() -> Result<()> {
             .map_err(|e| anyhow!("{}: the filter refuses pluginConfig: {e}", plugin.name()))?;
 
         // Direction and attachment must fit the mode.
-        let spec = &plugin.value["spec"];
+        let spec = plugin.value.get("spec").unwrap_or(&Value::Null);
         let modes: Vec<&str> = spec
             .get("match")
             .and_then(Value::as_array)
@@ -220,13 +280,21 @@ fn every_plugin_config_is_accepted_by_the_filter() -> Result<()> {
                 plugin.name()
             ),
         }
-        ensure!(spec.get("phase") == Some(&json!("AUTHN")), "{}: phase must be AUTHN", plugin.name());
+        ensure!(
+            spec.get("phase") == Some(&json!("AUTHN")),
+            "{}: phase must be AUTHN",
+            plugin.name()
+        );
         ensure!(
             spec.get("failStrategy") == Some(&json!("FAIL_CLOSE")),
             "{}: failStrategy must be FAIL_CLOSE",
             plugin.name()
         );
-        ensure!(spec.get("priority").is_some_and(Value::is_i64), "{}: priority must be set", plugin.name());
+        ensure!(
+            spec.get("priority").is_some_and(Value::is_i64),
+            "{}: priority must be set",
+            plugin.name()
+        );
     }
     Ok(())
 }
@@ -243,7 +311,10 @@ fn configs_need_their_secrets_and_placeholders_fail_closed() -> Result<()> {
         .filter_map(|d| d.value.pointer("/stringData").and_then(Value::as_object))
         .flat_map(|data| data.values().filter_map(Value::as_str).map(str::to_owned))
         .collect();
-    ensure!(!placeholders.is_empty(), "expected Secret manifests with stringData");
+    ensure!(
+        !placeholders.is_empty(),
+        "expected Secret manifests with stringData"
+    );
 
     for plugin in wasm_plugins(&docs)? {
         let json = plugin_config_json(&plugin.value)?;
@@ -273,9 +344,19 @@ fn every_root_secret_reaches_the_proxy_environment() -> Result<()> {
         .iter()
         .filter(|d| d.kind() == "Secret")
         .flat_map(|d| {
-            let name = d.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-            let keys = d.value.pointer("/stringData").and_then(Value::as_object).cloned();
-            keys.unwrap_or_default().into_iter().map(move |(k, _)| (name.to_owned(), k))
+            let name = d
+                .value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let keys = d
+                .value
+                .pointer("/stringData")
+                .and_then(Value::as_object)
+                .cloned();
+            keys.unwrap_or_default()
+                .into_iter()
+                .map(move |(k, _)| (name.to_owned(), k))
         })
         .collect();
 
@@ -287,7 +368,11 @@ fn every_root_secret_reaches_the_proxy_environment() -> Result<()> {
             overlays.push((doc.name(), doc.value.clone()));
         }
         if doc.kind() == "ConfigMap" {
-            if let Some(text) = doc.value.pointer("/data/deployment").and_then(Value::as_str) {
+            if let Some(text) = doc
+                .value
+                .pointer("/data/deployment")
+                .and_then(Value::as_str)
+            {
                 overlays.push((doc.name(), serde_norway::from_str(text)?));
             }
         }
@@ -295,16 +380,27 @@ fn every_root_secret_reaches_the_proxy_environment() -> Result<()> {
 
     let mut delivered: BTreeSet<String> = BTreeSet::new();
     for (origin, overlay) in &overlays {
-        let containers = overlay.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        let containers = overlay
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array);
         for container in containers.into_iter().flatten() {
             ensure!(
                 container.get("name") == Some(&json!("istio-proxy")),
                 "{origin}: overlays must target the istio-proxy container"
             );
-            for env in container.get("env").and_then(Value::as_array).into_iter().flatten() {
+            for env in container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let name = env.get("name").and_then(Value::as_str).unwrap_or_default();
-                let secret = env.pointer("/valueFrom/secretKeyRef/name").and_then(Value::as_str);
-                let key = env.pointer("/valueFrom/secretKeyRef/key").and_then(Value::as_str);
+                let secret = env
+                    .pointer("/valueFrom/secretKeyRef/name")
+                    .and_then(Value::as_str);
+                let key = env
+                    .pointer("/valueFrom/secretKeyRef/key")
+                    .and_then(Value::as_str);
                 let (Some(secret), Some(key)) = (secret, key) else {
                     bail!("{origin}: env {name} must come from a secretKeyRef");
                 };
@@ -344,7 +440,10 @@ fn pinned_checksums_match_the_built_module() -> Result<()> {
     for plugin in wasm_plugins(&istio_docs()?)? {
         let sha256 = plugin.value.pointer("/spec/sha256").and_then(Value::as_str);
         if sha256 != Some(pins.manifest.hex().as_str()) {
-            return Err(stale(format!("{}: spec.sha256 (image manifest digest)", plugin.name())));
+            return Err(stale(format!(
+                "{}: spec.sha256 (image manifest digest)",
+                plugin.name()
+            )));
         }
         let annotation = plugin
             .value
@@ -352,14 +451,21 @@ fn pinned_checksums_match_the_built_module() -> Result<()> {
             .and_then(|a| a.get(MODULE_SHA256_ANNOTATION))
             .and_then(Value::as_str);
         if annotation != Some(pins.module.hex().as_str()) {
-            return Err(stale(format!("{}: {MODULE_SHA256_ANNOTATION}", plugin.name())));
+            return Err(stale(format!(
+                "{}: {MODULE_SHA256_ANNOTATION}",
+                plugin.name()
+            )));
         }
     }
 
     let envoy = root.join(pin::ENVOY_REMOTE_CONFIG);
-    let text = std::fs::read_to_string(&envoy).with_context(|| format!("reading {}", envoy.display()))?;
+    let text =
+        std::fs::read_to_string(&envoy).with_context(|| format!("reading {}", envoy.display()))?;
     if pin::pin_envoy_text(&text, &pins).1 != 0 {
-        return Err(stale(format!("{}: remote sha256", pin::ENVOY_REMOTE_CONFIG)));
+        return Err(stale(format!(
+            "{}: remote sha256",
+            pin::ENVOY_REMOTE_CONFIG
+        )));
     }
     Ok(())
 }

@@ -49,7 +49,10 @@ impl CrdSchema {
         add_root_fields(&mut schema);
         let validator = jsonschema::draft4::new(&schema)
             .map_err(|e| anyhow!("the converted schema does not compile: {e}"))?;
-        Ok(Self { validator, original })
+        Ok(Self {
+            validator,
+            original,
+        })
     }
 
     /// Every way `resource` breaks the schema, list-map keys or CEL rules, as readable lines.
@@ -65,12 +68,18 @@ impl CrdSchema {
 }
 
 fn path_or_root(path: &str) -> &str {
-    if path.is_empty() { "(root)" } else { path }
+    if path.is_empty() {
+        "(root)"
+    } else {
+        path
+    }
 }
 
 /// Converts one OpenAPI v3 (structural) schema node and its children.
 fn to_json_schema(node: &Value) -> Value {
-    let Some(object) = node.as_object() else { return node.clone() };
+    let Some(object) = node.as_object() else {
+        return node.clone();
+    };
     let mut out = Map::new();
 
     for (key, value) in object {
@@ -79,7 +88,10 @@ fn to_json_schema(node: &Value) -> Value {
                 let converted = value
                     .as_object()
                     .map(|props| {
-                        props.iter().map(|(k, v)| (k.clone(), to_json_schema(v))).collect()
+                        props
+                            .iter()
+                            .map(|(k, v)| (k.clone(), to_json_schema(v)))
+                            .collect()
                     })
                     .unwrap_or_default();
                 out.insert(key.clone(), Value::Object(converted));
@@ -88,8 +100,9 @@ fn to_json_schema(node: &Value) -> Value {
                 out.insert(key.clone(), to_json_schema(value));
             }
             "anyOf" | "allOf" | "oneOf" => {
-                let converted =
-                    value.as_array().map(|list| list.iter().map(to_json_schema).collect());
+                let converted = value
+                    .as_array()
+                    .map(|list| list.iter().map(to_json_schema).collect());
                 out.insert(key.clone(), Value::Array(converted.unwrap_or_default()));
             }
             "format" => match value.as_str() {
@@ -122,8 +135,10 @@ fn to_json_schema(node: &Value) -> Value {
         }
     }
 
-    let preserves_unknown =
-        object.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserves_unknown = object
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     if object.contains_key("properties")
         && !object.contains_key("additionalProperties")
         && !preserves_unknown
@@ -145,9 +160,14 @@ fn add_root_fields(schema: &mut Value) {
 
 /// Walks the original schema beside the instance, checking list-map keys and CEL rules.
 fn walk(schema: &Value, instance: &Value, path: &str, found: &mut Vec<String>) {
-    let Some(schema) = schema.as_object() else { return };
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
 
-    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
+    if let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
         for rule in rules {
             if let Err(message) = check_rule(rule, instance) {
                 found.push(format!("{}: {message}", path_or_root(path)));
@@ -156,15 +176,23 @@ fn walk(schema: &Value, instance: &Value, path: &str, found: &mut Vec<String>) {
     }
 
     if let (Some(keys), Some(items)) = (
-        schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array),
+        schema
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array),
         instance.as_array(),
     ) {
         let mut seen: Vec<Vec<&Value>> = Vec::new();
         for item in items {
-            let key: Vec<&Value> =
-                keys.iter().filter_map(Value::as_str).filter_map(|k| item.get(k)).collect();
+            let key: Vec<&Value> = keys
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|k| item.get(k))
+                .collect();
             if seen.contains(&key) {
-                found.push(format!("{}: duplicate list-map key {key:?}", path_or_root(path)));
+                found.push(format!(
+                    "{}: duplicate list-map key {key:?}",
+                    path_or_root(path)
+                ));
             }
             seen.push(key);
         }
@@ -194,10 +222,17 @@ fn walk(schema: &Value, instance: &Value, path: &str, found: &mut Vec<String>) {
 
 /// Evaluates one `x-kubernetes-validations` entry with `self` bound to `value`.
 fn check_rule(rule: &Value, value: &Value) -> std::result::Result<(), String> {
-    let source = rule.get("rule").and_then(Value::as_str).ok_or("a validation without a rule")?;
-    let message = rule.get("message").and_then(Value::as_str).unwrap_or(source);
+    let source = rule
+        .get("rule")
+        .and_then(Value::as_str)
+        .ok_or("a validation without a rule")?;
+    let message = rule
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or(source);
 
-    let program = Program::compile(source).map_err(|e| format!("rule {source:?} does not parse: {e}"))?;
+    let program =
+        Program::compile(source).map_err(|e| format!("rule {source:?} does not parse: {e}"))?;
     let mut context = CelContext::default();
     add_kubernetes_url_functions(&mut context).map_err(|e| format!("{e}"))?;
     let bound = cel::to_value(value).map_err(|e| format!("cannot bind self: {e}"))?;
@@ -215,15 +250,23 @@ fn check_rule(rule: &Value, value: &Value) -> std::result::Result<(), String> {
 /// A URL is carried as its string; `url()` refuses what `isURL` refuses.
 pub fn add_kubernetes_url_functions(context: &mut CelContext) -> Result<()> {
     context
-        .add_function("isURL", |text: Arc<String>| request_uri_scheme(&text).is_some())
+        .add_function("isURL", |text: Arc<String>| {
+            request_uri_scheme(&text).is_some()
+        })
         .map_err(|e| anyhow!("isURL: {e:?}"))?;
     context
-        .add_function("url", |text: Arc<String>| -> std::result::Result<Arc<String>, ExecutionError> {
-            match request_uri_scheme(&text) {
-                Some(_) => Ok(text),
-                None => Err(ExecutionError::function_error("url", format!("not a URL: {text}"))),
-            }
-        })
+        .add_function(
+            "url",
+            |text: Arc<String>| -> std::result::Result<Arc<String>, ExecutionError> {
+                match request_uri_scheme(&text) {
+                    Some(_) => Ok(text),
+                    None => Err(ExecutionError::function_error(
+                        "url",
+                        format!("not a URL: {text}"),
+                    )),
+                }
+            },
+        )
         .map_err(|e| anyhow!("url: {e:?}"))?;
     context
         .add_function("getScheme", |This(text): This<Arc<String>>| {
@@ -254,7 +297,9 @@ fn request_uri_scheme(text: &str) -> Option<String> {
 
     if let Some(after) = rest.strip_prefix("//") {
         let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         if let Some((_, port)) = host_port.rsplit_once(':') {
             if !host_port.ends_with(']') && !port.chars().all(|c| c.is_ascii_digit()) {
                 return None;

@@ -348,6 +348,12 @@ mod tests {
         );
         let lines = audit_lines(log);
         assert_eq!(lines.len(), 1);
-        assert_eq!(lines.first().and_then(|v| v.get("reason")).and_then(Value::as_str), Some("replay"));
+        assert_eq!(
+            lines
+                .first()
+                .and_then(|v| v.get("reason"))
+                .and_then(Value::as_str),
+            Some("replay")
+        );
     }
 }

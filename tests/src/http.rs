@@ -34,7 +34,8 @@ impl Headers {
 
     /// The first value of `name` as text (lossy), if any.
     pub fn get_str(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Every value of `name`, in order.
@@ -125,7 +126,8 @@ impl Request {
     pub fn body(mut self, body: impl AsRef<[u8]>) -> Request {
         self.body = body.as_ref().to_vec();
         self.headers.remove("transfer-encoding");
-        self.headers.set("content-length", self.body.len().to_string());
+        self.headers
+            .set("content-length", self.body.len().to_string());
         self
     }
 
@@ -261,10 +263,8 @@ pub fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<Opti
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
 
-    let bodiless = method.eq_ignore_ascii_case("HEAD")
-        || status / 100 == 1
-        || status == 204
-        || status == 304;
+    let bodiless =
+        method.eq_ignore_ascii_case("HEAD") || status / 100 == 1 || status == 204 || status == 304;
     let body = if bodiless {
         Vec::new()
     } else {
@@ -284,12 +284,18 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<(String, Headers, V
     let mut lines = Vec::new();
     loop {
         let start = raw.len();
-        let n = reader.by_ref().take(MAX_HEAD_BYTES as u64).read_until(b'\n', &mut raw)?;
+        let n = reader
+            .by_ref()
+            .take(MAX_HEAD_BYTES as u64)
+            .read_until(b'\n', &mut raw)?;
         if n == 0 {
             if raw.is_empty() {
                 return Ok(None);
             }
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "head cut short"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "head cut short",
+            ));
         }
         if raw.len() > MAX_HEAD_BYTES {
             return Err(invalid("head too large".to_owned()));
@@ -326,10 +332,11 @@ fn read_body(
     raw: &mut Vec<u8>,
     to_eof_if_unframed: bool,
 ) -> io::Result<Vec<u8>> {
-    let chunked = headers
-        .get_all("transfer-encoding")
-        .iter()
-        .any(|v| String::from_utf8_lossy(v).to_ascii_lowercase().contains("chunked"));
+    let chunked = headers.get_all("transfer-encoding").iter().any(|v| {
+        String::from_utf8_lossy(v)
+            .to_ascii_lowercase()
+            .contains("chunked")
+    });
     if chunked {
         return read_chunked(reader, raw);
     }
@@ -360,7 +367,10 @@ fn read_chunked(reader: &mut impl BufRead, raw: &mut Vec<u8>) -> io::Result<Vec<
     let mut body = Vec::new();
     loop {
         let mut line = Vec::new();
-        reader.by_ref().take(MAX_HEAD_BYTES as u64).read_until(b'\n', &mut line)?;
+        reader
+            .by_ref()
+            .take(MAX_HEAD_BYTES as u64)
+            .read_until(b'\n', &mut line)?;
         raw.extend_from_slice(&line);
         let text = String::from_utf8_lossy(&line);
         let size_text = text.split(';').next().unwrap_or_default().trim();
@@ -371,7 +381,10 @@ fn read_chunked(reader: &mut impl BufRead, raw: &mut Vec<u8>) -> io::Result<Vec<
             // Trailer fields, if any, up to the empty line.
             loop {
                 let mut trailer = Vec::new();
-                let n = reader.by_ref().take(MAX_HEAD_BYTES as u64).read_until(b'\n', &mut trailer)?;
+                let n = reader
+                    .by_ref()
+                    .take(MAX_HEAD_BYTES as u64)
+                    .read_until(b'\n', &mut trailer)?;
                 raw.extend_from_slice(&trailer);
                 if n == 0 || trailer == b"\r\n" || trailer == b"\n" {
                     return Ok(body);
@@ -411,14 +424,20 @@ mod tests {
         assert_eq!(read.target, "/v1/risk/score?x=1");
         assert_eq!(read.path(), "/v1/risk/score");
         assert_eq!(read.body, br#"{"amount":100}"#);
-        assert_eq!(read.headers.get_all("x-dup"), vec![&b"a"[..], &b"\xff\xfe"[..]]);
+        assert_eq!(
+            read.headers.get_all("x-dup"),
+            vec![&b"a"[..], &b"\xff\xfe"[..]]
+        );
         assert_eq!(read.raw, bytes);
     }
 
     #[test]
     fn chunked_response_is_decoded_and_kept_raw() {
         let wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let response = read_response(&mut &wire[..], "GET").ok().flatten().unwrap_or_default();
+        let response = read_response(&mut &wire[..], "GET")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         assert_eq!(response.status, 200);
         assert_eq!(response.body, b"abcde");
         assert_eq!(response.raw, wire);
@@ -432,7 +451,10 @@ mod tests {
 
         let first = read_request(&mut reader).ok().flatten().unwrap_or_default();
         let second = read_request(&mut reader).ok().flatten().unwrap_or_default();
-        assert_eq!((first.target.as_str(), second.target.as_str()), ("/a", "/b"));
+        assert_eq!(
+            (first.target.as_str(), second.target.as_str()),
+            ("/a", "/b")
+        );
         assert!(read_request(&mut reader).ok().flatten().is_none());
     }
 }

@@ -154,15 +154,32 @@ impl Topology {
     /// Starts risk API, partner Envoy, tap and portal Envoy, and waits until both Envoys are
     /// ready.
     pub fn start_with(options: Options) -> io::Result<Topology> {
+        // The ports are free when chosen but are bound only later, by Envoy; should another
+        // process take one in between, start again on new ports.
+        let mut attempt = 1;
+        loop {
+            match Topology::start_once(&options) {
+                Err(e) if attempt < 3 && e.to_string().contains("Address already in use") => {
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(options: &Options) -> io::Result<Topology> {
         envoy::check_prerequisites()?;
         let run_dir = new_run_dir(&options.label)?;
         let ports = Ports::allocate()?;
         let wasm = envoy::wasm_module();
-        let secret = match options.secret {
-            Some(secret) => secret,
+        let secret = match &options.secret {
+            Some(secret) => secret.clone(),
             None => generate_secret()?,
         };
-        let partner_secret = options.partner_secret.unwrap_or_else(|| secret.clone());
+        let partner_secret = options
+            .partner_secret
+            .clone()
+            .unwrap_or_else(|| secret.clone());
 
         let risk_api = RiskApi::start(ports.risk_api)?;
 

@@ -75,7 +75,9 @@ fn accept_loop(listener: &TcpListener, received: &Arc<Mutex<Vec<Request>>>, stop
 }
 
 fn serve(stream: TcpStream, received: &Mutex<Vec<Request>>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     while let Ok(Some(request)) = read_request(&mut reader) {
         let response = echo_response(&request);

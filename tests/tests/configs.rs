@@ -1,7 +1,12 @@
 //! The files in `envoy/` are ready to run: Envoy validates each of them, and a broken plugin
 //! configuration keeps Envoy from starting instead of letting traffic through unverified.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::fs;
 use std::path::PathBuf;
@@ -106,9 +111,15 @@ fn unknown_plugin_config_field_keeps_envoy_from_starting() {
         )
     });
 
-    assert!(ready.is_err(), "Envoy became ready with a bad plugin config");
+    assert!(
+        ready.is_err(),
+        "Envoy became ready with a bad plugin config"
+    );
     let exited = partner.wait_exit(Duration::from_secs(10)).expect("wait");
-    assert!(exited.is_some_and(|s| !s.success()), "Envoy still running: {exited:?}");
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "Envoy still running: {exited:?}"
+    );
     assert!(
         partner.log().contains("max_age_secondz"),
         "the log should name the field: {}",

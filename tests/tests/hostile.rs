@@ -1,7 +1,12 @@
 //! Hostile requests at the partner, built from a real credential the wire tap captured but
 //! withheld (so the partner has never seen it, and only the alteration can condemn it).
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use keyhop_e2e::http::Request;
 use keyhop_e2e::{Response, Topology};
@@ -26,7 +31,10 @@ fn assert_verdict(response: &Response, status: u16, reason: &str) {
 
 /// Replaces one `name=value` parameter of the signature-input header.
 fn with_signature_param(request: &Request, name: &str, value: &str) -> Request {
-    let input = request.headers.get_str("signature-input").expect("signature-input");
+    let input = request
+        .headers
+        .get_str("signature-input")
+        .expect("signature-input");
     let edited: Vec<String> = input
         .split(';')
         .map(|part| match part.split_once('=') {
@@ -59,7 +67,8 @@ fn second_signature_in_the_dictionary_is_refused_as_multiple_signatures() {
 
     let signature = stolen.headers.get_str("signature").unwrap();
     let mut two = stolen.clone();
-    two.headers.set("signature", format!("{signature}, other=:AAAA:"));
+    two.headers
+        .set("signature", format!("{signature}, other=:AAAA:"));
     let response = topology.send_to_partner(&two).expect("call");
 
     assert_verdict(&response, 401, "multiple_signatures");
@@ -88,7 +97,11 @@ fn altered_expiry_is_refused_as_bad_signature() {
 
     // One more second of life is still within policy, but the signature covers the parameters.
     let response = topology
-        .send_to_partner(&with_signature_param(&stolen, "expires", &(expires + 1).to_string()))
+        .send_to_partner(&with_signature_param(
+            &stolen,
+            "expires",
+            &(expires + 1).to_string(),
+        ))
         .expect("call");
 
     assert_verdict(&response, 401, "bad_signature");
@@ -100,16 +113,20 @@ fn non_utf8_identity_is_refused_and_not_forwarded() {
     let stolen = unused_credential(&topology);
 
     let mut hostile = stolen.clone();
-    hostile
-        .headers
-        .set("keyhop-identity", b"spiffe://finsphere.example/ns/portal/sa/\xff\xfe");
+    hostile.headers.set(
+        "keyhop-identity",
+        b"spiffe://finsphere.example/ns/portal/sa/\xff\xfe",
+    );
     let response = topology.send_to_partner(&hostile).expect("call");
 
     // Either code fits the contract: the value is not text, so it is not a SPIFFE ID.
     let reason = response.reason();
     assert_eq!(response.status, 401, "body: {}", response.text());
     assert!(
-        matches!(reason.as_deref(), Some("invalid_identity" | "invalid_header_value")),
+        matches!(
+            reason.as_deref(),
+            Some("invalid_identity" | "invalid_header_value")
+        ),
         "{reason:?}"
     );
     assert!(topology.risk_api.received().is_empty());
@@ -126,7 +143,10 @@ fn oversized_body_is_refused_by_the_signer() {
         .expect("call");
 
     assert_verdict(&response, 413, "body_too_large");
-    assert!(topology.tap.captured().is_empty(), "an unsigned request left the portal");
+    assert!(
+        topology.tap.captured().is_empty(),
+        "an unsigned request left the portal"
+    );
 }
 
 #[test]

@@ -1,7 +1,12 @@
 //! The filter's counters as an operator sees them: admin `/stats` (Envoy prefixes Wasm metrics
 //! with `wasmcustom.`) and `/stats/prometheus`.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::thread;
 use std::time::Duration;
@@ -37,16 +42,32 @@ fn decisions_are_counted_in_admin_stats_and_prometheus() {
     );
 
     let partner = &topology.partner;
-    assert_eq!(wait_for_counter(partner, "wasmcustom.keyhop.verify.allow", 1), 1);
-    assert_eq!(wait_for_counter(partner, "wasmcustom.keyhop.verify.deny.replay", 1), 1);
     assert_eq!(
-        wait_for_counter(partner, "wasmcustom.keyhop.verify.deny.missing_signature", 1),
+        wait_for_counter(partner, "wasmcustom.keyhop.verify.allow", 1),
         1
     );
-    assert_eq!(wait_for_counter(&topology.portal, "wasmcustom.keyhop.sign.signed", 1), 1);
+    assert_eq!(
+        wait_for_counter(partner, "wasmcustom.keyhop.verify.deny.replay", 1),
+        1
+    );
+    assert_eq!(
+        wait_for_counter(
+            partner,
+            "wasmcustom.keyhop.verify.deny.missing_signature",
+            1
+        ),
+        1
+    );
+    assert_eq!(
+        wait_for_counter(&topology.portal, "wasmcustom.keyhop.sign.signed", 1),
+        1
+    );
 
     // Prometheus drops the `wasmcustom` namespace: keyhop.verify.allow -> keyhop_verify_allow.
-    let prometheus = partner.admin_get("/stats/prometheus").expect("prometheus").text();
+    let prometheus = partner
+        .admin_get("/stats/prometheus")
+        .expect("prometheus")
+        .text();
     let sample = |name: &str| {
         prometheus
             .lines()

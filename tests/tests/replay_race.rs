@@ -1,7 +1,12 @@
 //! One credential, many simultaneous replays: the replay cache is shared by all of Envoy's
 //! workers (the partner runs with `--concurrency 2`), so exactly one copy gets through.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -1,7 +1,12 @@
 //! Every verdict of the demo, against real Envoys (V8) running the built module: what reaches
 //! the risk API on an allow, and the status and `keyhop-reason` of each refusal.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,9 +46,15 @@ fn signed_call_reaches_risk_api_with_identity_and_without_credentials() {
 
     // On the wire between the Envoys: the full credential, and no legacy API key.
     for name in CREDENTIAL_HEADERS.iter().chain(&["content-digest"]) {
-        assert!(on_the_wire.headers.contains(name), "{name} missing on the wire");
+        assert!(
+            on_the_wire.headers.contains(name),
+            "{name} missing on the wire"
+        );
     }
-    assert_eq!(on_the_wire.headers.get_str("keyhop-identity").as_deref(), Some(PORTAL_WEB_ID));
+    assert_eq!(
+        on_the_wire.headers.get_str("keyhop-identity").as_deref(),
+        Some(PORTAL_WEB_ID)
+    );
     assert!(!on_the_wire.headers.contains("x-api-key"));
 
     // At the risk API: the verified identity, the body intact, no credential.
@@ -51,7 +62,10 @@ fn signed_call_reaches_risk_api_with_identity_and_without_credentials() {
     for name in CREDENTIAL_HEADERS.iter().chain(&["x-api-key"]) {
         assert_eq!(seen.header(name), None, "{name} reached the risk API");
     }
-    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("POST", SCORE_PATH));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("POST", SCORE_PATH)
+    );
     assert_eq!(seen.body, SCORE_BODY);
 }
 
@@ -77,7 +91,10 @@ fn forged_verified_identity_header_is_replaced() {
         .send_as_portal_web(&score().header(VERIFIED_IDENTITY_HEADER, forged))
         .expect("call");
 
-    assert_eq!(echo(&response).header_all(VERIFIED_IDENTITY_HEADER), [PORTAL_WEB_ID]);
+    assert_eq!(
+        echo(&response).header_all(VERIFIED_IDENTITY_HEADER),
+        [PORTAL_WEB_ID]
+    );
 }
 
 #[test]
@@ -135,7 +152,10 @@ fn captured_credential_after_expiry_is_refused_as_expired() {
     let expires: u64 = signature_param(&stolen, "expires")
         .and_then(|v| v.parse().ok())
         .expect("signature-input has expires");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     thread::sleep(Duration::from_secs((expires + 1).saturating_sub(now)));
 
     // Never seen by the partner, so only its age can condemn it.
@@ -164,7 +184,10 @@ fn trust_domain_wide_route_allows_another_workload() {
         .send_as_report_job(&Request::get("/v1/health"))
         .expect("call");
 
-    assert_eq!(echo(&response).header_all(VERIFIED_IDENTITY_HEADER), [REPORT_JOB_ID]);
+    assert_eq!(
+        echo(&response).header_all(VERIFIED_IDENTITY_HEADER),
+        [REPORT_JOB_ID]
+    );
 }
 
 #[test]

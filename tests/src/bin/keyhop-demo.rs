@@ -101,7 +101,11 @@ fn drive(topology: &Topology) -> Vec<Row> {
             Some(captured)
         }
         Err(e) => {
-            rows.push(Row::failed("portal-web POST /v1/risk/score", (200, "-"), &e));
+            rows.push(Row::failed(
+                "portal-web POST /v1/risk/score",
+                (200, "-"),
+                &e,
+            ));
             None
         }
     };
@@ -115,16 +119,21 @@ fn drive(topology: &Topology) -> Vec<Row> {
     ));
 
     // 3. A forged identity header from the workload is replaced by the verified one.
-    let forged = score
-        .clone()
-        .header(VERIFIED_IDENTITY_HEADER, "spiffe://riskpartner.example/ns/admin/sa/root");
+    let forged = score.clone().header(
+        VERIFIED_IDENTITY_HEADER,
+        "spiffe://riskpartner.example/ns/admin/sa/root",
+    );
     match topology.send_as_portal_web(&forged) {
         Ok(response) => {
             let mut row = Row::new("portal-web, forged identity header", (200, "-"), &response);
             row.problem = upstream_problem(&response, PORTAL_WEB_ID);
             rows.push(row);
         }
-        Err(e) => rows.push(Row::failed("portal-web, forged identity header", (200, "-"), &e)),
+        Err(e) => rows.push(Row::failed(
+            "portal-web, forged identity header",
+            (200, "-"),
+            &e,
+        )),
     }
 
     // 4. The stolen credential, used while still fresh.
@@ -230,7 +239,9 @@ fn print_table(rows: &[Row]) {
             println!("{:<width$}  └─ {problem}", "");
         }
     }
-    println!("\nOn every 200 row the risk API saw {VERIFIED_IDENTITY_HEADER} with the caller's ID, and");
+    println!(
+        "\nOn every 200 row the risk API saw {VERIFIED_IDENTITY_HEADER} with the caller's ID, and"
+    );
     println!("no signature, signature-input, keyhop-identity or x-api-key.");
     println!("report-job is {REPORT_JOB_ID}.");
 }

@@ -449,6 +449,25 @@ mod tests {
     }
 
     #[test]
+    fn layout_tar_holds_the_layout_files() -> Result<()> {
+        let path = std::env::temp_dir().join(format!("keyhop-oci-{}.tar", std::process::id()));
+        let image = WasmImage::build(&EMPTY_MODULE, Variant::Compat)?;
+        image.write_layout_tar(&path, "test")?;
+        let bytes = fs::read(&path);
+        let _ = fs::remove_file(&path);
+
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(bytes?.as_slice()).entries()? {
+            names.push(entry?.path()?.display().to_string());
+        }
+        assert!(names.contains(&"oci-layout".to_owned()));
+        assert!(names.contains(&"index.json".to_owned()));
+        assert!(names.contains(&format!("blobs/sha256/{}", image.manifest_digest.hex())));
+        assert_eq!(names.len(), 2 + 1 + image.blobs().len());
+        Ok(())
+    }
+
+    #[test]
     fn layout_dir_round_trips() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("keyhop-oci-layout-{}", std::process::id()));
         let image = WasmImage::build(&EMPTY_MODULE, Variant::Compat)?;

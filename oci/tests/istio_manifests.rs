@@ -438,6 +438,18 @@ fn pinned_checksums_match_the_built_module() -> Result<()> {
     };
 
     for plugin in wasm_plugins(&istio_docs()?)? {
+        // The pins are image manifest digests, which is what Istio checks for oci:// only.
+        let url = plugin
+            .value
+            .pointer("/spec/url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        ensure!(
+            url.starts_with("oci://"),
+            "{}: url must be an oci:// image",
+            plugin.name()
+        );
+
         let sha256 = plugin.value.pointer("/spec/sha256").and_then(Value::as_str);
         if sha256 != Some(pins.manifest.hex().as_str()) {
             return Err(stale(format!(

@@ -70,6 +70,24 @@ pub struct SignConfig {
     pub max_body_bytes: usize,
     /// Request headers removed before signing (a static API key, say).
     pub drop_headers: Vec<String>,
+    /// Path prefixes whose responses must carry a valid keyhop response signature.
+    pub verify_responses: Vec<String>,
+    /// Largest response body checked; larger gets 502.
+    pub max_response_body_bytes: usize,
+    /// The window response signatures must fall in.
+    pub response_window: crate::response::Window,
+}
+
+/// Whether the credential's identity must match the mTLS peer certificate's SPIFFE ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsBinding {
+    /// Do not look at the peer certificate.
+    Off,
+    /// When the connection has a peer certificate with a URI SAN, it must match.
+    Prefer,
+    /// The connection must have a peer certificate whose URI SAN matches.
+    Require,
 }
 
 /// One key the verifier accepts.
@@ -108,13 +126,14 @@ pub struct VerifyConfig {
     pub routes: Vec<Route>,
     /// The replay cache's shape.
     pub replay: ReplayCache,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "mode", rename_all = "lowercase")]
-enum RawConfig {
-    Sign(RawSign),
-    Verify(RawVerify),
+    /// Sign every response to a request whose credential was authentic.
+    pub sign_responses: bool,
+    /// `expires - created` of response signatures.
+    pub response_lifetime_seconds: u64,
+    /// Largest response body signed; larger gets 502.
+    pub max_response_body_bytes: usize,
+    /// How the credential's identity relates to the mTLS peer certificate.
+    pub mtls_binding: MtlsBinding,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +150,14 @@ struct RawSign {
     max_body_bytes: usize,
     #[serde(default)]
     drop_headers: Vec<String>,
+    #[serde(default)]
+    verify_responses: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_response_body_bytes: usize,
+    #[serde(default = "default_max_age")]
+    response_max_age_seconds: u64,
+    #[serde(default = "default_skew")]
+    future_skew_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +188,14 @@ struct RawVerify {
     routes: Vec<RawRoute>,
     #[serde(default)]
     replay: RawReplay,
+    #[serde(default)]
+    sign_responses: bool,
+    #[serde(default = "default_lifetime")]
+    response_lifetime_seconds: u64,
+    #[serde(default = "default_max_body")]
+    max_response_body_bytes: usize,
+    #[serde(default = "default_mtls")]
+    mtls_binding: MtlsBinding,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +256,9 @@ fn default_verified_header() -> String {
 fn default_alg() -> String {
     profile::ALG.to_string()
 }
+fn default_mtls() -> MtlsBinding {
+    MtlsBinding::Off
+}
 fn default_shards() -> u32 {
     1024
 }
@@ -232,24 +270,40 @@ impl Config {
     /// Parses and checks a plugin configuration. `env` looks up the VM's environment
     /// variables by name (for root secrets).
     pub fn from_json(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| json_error(&e))?;
-        match raw {
-            RawConfig::Sign(raw) => check_sign(raw, env).map(Config::Sign),
-            RawConfig::Verify(raw) => check_verify(raw, env).map(Config::Verify),
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| error("(json)", e.to_string()))?;
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(error("(json)", "the configuration is a JSON object"));
+        };
+        let mode = fields.remove("mode");
+        let fields = serde_json::Value::Object(fields);
+        match mode.as_ref().and_then(serde_json::Value::as_str) {
+            Some("sign") => check_sign(parse_fields(fields)?, env).map(Config::Sign),
+            Some("verify") => check_verify(parse_fields(fields)?, env).map(Config::Verify),
+            _ => Err(error("mode", "must be \"sign\" or \"verify\"")),
         }
     }
 }
 
-/// serde names the field in its message (`unknown field \`x\``, `missing field \`y\``); keep
-/// that, and add the position.
-fn json_error(e: &serde_json::Error) -> ConfigError {
-    let message = e.to_string();
-    let field = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.contains("field") || message.contains("variant"))
-        .map_or_else(|| "(json)".to_string(), str::to_string);
-    let field = if message.contains("variant") { "mode".to_string() } else { field };
+fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(fields).map_err(|e| json_error(&e))
+}
+
+/// Names the field at fault: the path serde was at (`keys[0].alg`), or the unknown field it
+/// met there (`unknown field \`x\``), or `(json)` for a syntax error.
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let message = e.inner().to_string();
+    let path = e.path().to_string();
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))
+        .and_then(|rest| rest.split('`').next());
+    let field = match (path.as_str(), unknown) {
+        (".", Some(name)) => name.to_string(),
+        (".", None) => "(json)".to_string(),
+        (path, Some(name)) if message.starts_with("missing") => format!("{path}.{name}"),
+        (path, _) => path.to_string(),
+    };
     error(field, message)
 }
 
@@ -267,6 +321,14 @@ fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<Sign
     for (i, name) in raw.drop_headers.iter().enumerate() {
         check_header_name(&format!("drop_headers[{i}]"), name)?;
     }
+    for (i, prefix) in raw.verify_responses.iter().enumerate() {
+        if !prefix.starts_with('/') {
+            return Err(error(format!("verify_responses[{i}]"), "path prefixes start with /"));
+        }
+    }
+    check_body("max_response_body_bytes", raw.max_response_body_bytes)?;
+    check_range("response_max_age_seconds", raw.response_max_age_seconds, 1, 300)?;
+    check_range("future_skew_seconds", raw.future_skew_seconds, 0, 60)?;
 
     Ok(SignConfig {
         identity: raw.identity,
@@ -278,6 +340,12 @@ fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<Sign
         lifetime_seconds: raw.lifetime_seconds,
         max_body_bytes: raw.max_body_bytes,
         drop_headers: raw.drop_headers,
+        verify_responses: raw.verify_responses,
+        max_response_body_bytes: raw.max_response_body_bytes,
+        response_window: crate::response::Window {
+            max_age: raw.response_max_age_seconds,
+            future_skew: raw.future_skew_seconds,
+        },
     })
 }
 
@@ -291,6 +359,8 @@ fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<
     check_header_name("verified_identity_header", &raw.verified_identity_header)?;
     check_range("replay.shards", u64::from(raw.replay.shards), 1, 65_536)?;
     check_range("replay.entries_per_shard", raw.replay.entries_per_shard as u64, 1, 4096)?;
+    check_range("response_lifetime_seconds", raw.response_lifetime_seconds, 1, 300)?;
+    check_body("max_response_body_bytes", raw.max_response_body_bytes)?;
 
     if raw.keys.is_empty() {
         return Err(error("keys", "at least one key is required"));
@@ -339,6 +409,10 @@ fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<
         verified_identity_header: raw.verified_identity_header,
         routes,
         replay,
+        sign_responses: raw.sign_responses,
+        response_lifetime_seconds: raw.response_lifetime_seconds,
+        max_response_body_bytes: raw.max_response_body_bytes,
+        mtls_binding: raw.mtls_binding,
     })
 }
 
@@ -494,7 +568,7 @@ mod tests {
         assert_eq!(field_of(&verify_json(r#","hop_seconds":31"#)), "hop_seconds");
         assert_eq!(field_of(&verify_json(r#","future_skew_seconds":600"#)), "future_skew_seconds");
         assert_eq!(field_of(&verify_json(r#","replay":{"shards":0}"#)), "replay.shards");
-        assert_eq!(field_of(&verify_json(r#","replay":{"size":1}"#)), "size");
+        assert_eq!(field_of(&verify_json(r#","replay":{"size":1}"#)), "replay.size");
         assert_eq!(field_of(&verify_json(r#","verified_identity_header":"signature""#)), "verified_identity_header");
         assert_eq!(
             field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":[]}]"#)),
@@ -504,6 +578,10 @@ mod tests {
             field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":["bob"]}]"#)),
             "routes[0].allow[0]"
         );
+        assert_eq!(field_of(&verify_json(r#","mtls_binding":"always""#)), "mtls_binding");
+        assert_eq!(field_of(&verify_json(r#","hop_seconds":"ten""#)), "hop_seconds");
+        assert_eq!(field_of(&verify_json(r#","keys":[{"id":"k","secret_env":"GOOD","trust_domains":["f.example"],"algo":"x"}]"#)), "keys[0].algo");
+        assert_eq!(field_of(&verify_json(r#","routes":[{"path_prefix":"/"}]"#)), "routes[0].allow");
         assert_eq!(field_of(r#"{"mode":"shout"}"#), "mode");
         assert_eq!(field_of("{"), "(json)");
         assert_eq!(field_of(r#"{"mode":"verify","audience":"a"}"#), "keys");

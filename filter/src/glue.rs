@@ -15,14 +15,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::audit::{bounded, AuditLine};
-use crate::config::{Config, SignConfig, VerifyConfig};
+use crate::config::{Config, MtlsBinding, SignConfig, VerifyConfig};
 use crate::keys::EpochKeyCache;
 use crate::message::{Header, Request};
 use crate::profile;
 use crate::reason::Reason;
 use crate::replay::{SetOutcome, SharedStore, StoreError};
+use crate::response::{self, ResponseKey};
 use crate::sign;
-use crate::verify::{self, Facts, Pending};
+use crate::verify::{self, Authentic, Facts, Pending};
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
@@ -42,6 +43,7 @@ struct Plugin {
 struct Counters {
     mode: &'static str,
     ok: Option<u32>,
+    response_verified: Option<u32>,
     refused: HashMap<Reason, u32>,
 }
 
@@ -56,11 +58,17 @@ impl Counters {
                 hostcalls::define_metric(MetricType::Counter, &name).ok().map(|id| (*reason, id))
             })
             .collect();
-        Counters { mode, ok, refused }
+        let response_verified = if mode == "sign" {
+            hostcalls::define_metric(MetricType::Counter, "keyhop.sign.response_verified").ok()
+        } else {
+            None
+        };
+        Counters { mode, ok, response_verified, refused }
     }
 
-    fn count(&self, outcome: Result<(), Reason>) {
+    fn count(&self, decision: &str, outcome: Result<(), Reason>) {
         let id = match outcome {
+            Ok(()) if decision == "response_verified" => self.response_verified,
             Ok(()) => self.ok,
             Err(reason) => self.refused.get(&reason).copied(),
         };
@@ -114,7 +122,13 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Without a configuration the stream still exists, and refuses every request with 503.
-        Some(Box::new(Stream { plugin: self.plugin.clone(), state: State::Headers, headers: Vec::new(), facts: Facts::default() }))
+        Some(Box::new(Stream {
+            plugin: self.plugin.clone(),
+            state: State::Headers,
+            reply: Reply::Pass,
+            headers: Vec::new(),
+            facts: Facts::default(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -133,9 +147,22 @@ enum State {
     Done,
 }
 
+/// What happens to the response.
+enum Reply {
+    /// Passed on untouched.
+    Pass,
+    /// Verify side: sign it, bound to this authentic request.
+    Sign(Box<Authentic>),
+    /// Sign side: check its signature against the MAC we sent.
+    Check([u8; 32]),
+    /// Sign or check: headers held, waiting for the body.
+    Waiting(Box<Reply>, u16, Vec<Header>),
+}
+
 struct Stream {
     plugin: Option<Rc<Plugin>>,
     state: State,
+    reply: Reply,
     headers: Vec<Header>,
     facts: Facts,
 }
@@ -183,6 +210,50 @@ impl HttpContext for Stream {
         }
         self.body_complete(&plugin, usize::MAX)
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            return Action::Continue;
+        };
+        let reply = std::mem::replace(&mut self.reply, Reply::Pass);
+        if matches!(reply, Reply::Pass) {
+            return Action::Continue;
+        }
+        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+            Ok(headers) => headers,
+            Err(_) => return self.refuse_reply(&plugin, Reason::Internal),
+        };
+        let status = headers
+            .iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        self.reply = Reply::Waiting(Box::new(reply), status, headers);
+        if end_of_stream {
+            return self.reply_complete(&plugin, 0);
+        }
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            return Action::Continue;
+        };
+        if !matches!(self.reply, Reply::Waiting(..)) {
+            return Action::Continue;
+        }
+        let max = match &plugin.config {
+            Config::Verify(c) => c.max_response_body_bytes,
+            Config::Sign(c) => c.max_response_body_bytes,
+        };
+        if body_size > max {
+            return self.refuse_reply(&plugin, Reason::ResponseTooLarge);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.reply_complete(&plugin, body_size)
+    }
 }
 
 impl Stream {
@@ -204,6 +275,13 @@ impl Stream {
             Ok(request) => verify::check_headers(config, &request, now, &mut self.facts),
             Err(reason) => Err(reason),
         };
+        let checked = checked.and_then(|pending| {
+            let peer = match config.mtls_binding {
+                MtlsBinding::Off => None,
+                MtlsBinding::Prefer | MtlsBinding::Require => peer_uri_san(),
+            };
+            verify::check_peer(config, &pending, peer.as_deref()).map(|()| pending)
+        });
         match checked {
             Ok(pending) => self.state = State::Verifying(Box::new(pending)),
             Err(reason) => return self.refuse(Some(plugin), reason),
@@ -259,14 +337,27 @@ impl Stream {
         let Config::Verify(config) = &plugin.config else {
             return self.refuse(Some(plugin), Reason::Internal);
         };
-        let verified = {
+        let authentic = {
             let Ok(mut keys) = plugin.keys.try_borrow_mut() else {
                 return self.refuse(Some(plugin), Reason::Internal);
             };
             match view(&self.headers) {
-                Ok(request) => verify::finish(config, &mut keys, pending, &request, body, &HostStore),
+                Ok(request) => verify::authenticate(config, &mut keys, pending, &request, body),
                 Err(reason) => Err(reason),
             }
+        };
+        let authentic = match authentic {
+            Ok(authentic) => authentic,
+            Err(reason) => return self.refuse(Some(plugin), reason),
+        };
+        // From here on the caller is authentic: whatever the answer, it is signed for them.
+        if config.sign_responses {
+            self.reply = Reply::Sign(Box::new(authentic.clone()));
+        }
+
+        let verified = match view(&self.headers) {
+            Ok(request) => verify::authorize(config, &authentic, &request, &HostStore),
+            Err(reason) => Err(reason),
         };
         let verified = match verified {
             Ok(verified) => verified,
@@ -320,6 +411,10 @@ impl Stream {
             Err(reason) => return self.refuse(Some(plugin), reason),
         };
         self.facts.epoch = Some(signed.epoch);
+        let path = view(&self.headers).map(|r| r.path()).unwrap_or_default();
+        if config.verify_responses.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+            self.reply = Reply::Check(signed.mac);
+        }
 
         for (name, value) in [
             ("content-digest", &signed.content_digest),
@@ -335,25 +430,114 @@ impl Stream {
         Action::Continue
     }
 
-    /// Refuses the request with a local reply; it is never forwarded.
+    /// Refuses the request with a local reply; it is never forwarded. A caller whose
+    /// credential was authentic (refused by replay or policy) gets the refusal signed.
     fn refuse(&mut self, plugin: Option<&Plugin>, reason: Reason) -> Action {
         self.state = State::Done;
+        let reply = std::mem::replace(&mut self.reply, Reply::Pass);
         match plugin {
             Some(plugin) => self.decided(plugin, "deny", Err(reason)),
             None => log(LogLevel::Error, &format!("keyhop: no configuration; refusing with {reason}")),
         }
         let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-        let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
-        if let Err(status) = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes())) {
+        let status = reason.status();
+        let signed = match (plugin, &reply) {
+            (Some(plugin), Reply::Sign(authentic)) => {
+                sign_reply(plugin, authentic, status, Some(b"application/json"), body.as_bytes()).ok()
+            }
+            _ => None,
+        };
+        let mut headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
+        if let Some(signed) = &signed {
+            headers.push(("content-digest", signed.content_digest.as_str()));
+            headers.push(("signature-input", signed.signature_input.as_str()));
+            headers.push(("signature", signed.signature.as_str()));
+        }
+        if let Err(status) = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes())) {
             log(LogLevel::Error, &format!("keyhop: local reply failed: {status:?}"));
         }
         // After a local reply the filter must not let the request continue.
         Action::Pause
     }
 
+    /// The whole response is in: sign it (verify side) or check it (sign side).
+    fn reply_complete(&mut self, plugin: &Plugin, body_size: usize) -> Action {
+        let Reply::Waiting(reply, status, headers) = std::mem::replace(&mut self.reply, Reply::Pass) else {
+            return Action::Continue;
+        };
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
+                Ok(body) => body.unwrap_or_default(),
+                Err(_) => return self.refuse_reply(plugin, Reason::Internal),
+            }
+        };
+        let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_slice());
+
+        match *reply {
+            Reply::Sign(authentic) => {
+                let signed = match sign_reply(plugin, &authentic, status, content_type, &body) {
+                    Ok(signed) => signed,
+                    Err(reason) => return self.refuse_reply(plugin, reason),
+                };
+                for (name, value) in [
+                    ("content-digest", &signed.content_digest),
+                    ("signature-input", &signed.signature_input),
+                    ("signature", &signed.signature),
+                ] {
+                    let set = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
+                    if set.is_err() {
+                        return self.refuse_reply(plugin, Reason::Internal);
+                    }
+                }
+                Action::Continue
+            }
+            Reply::Check(mac) => {
+                let checked = match (&plugin.config, now()) {
+                    (Config::Sign(config), Some(now)) => {
+                        let key = ResponseKey {
+                            root: &config.secret,
+                            key_id: &config.key_id,
+                            trust_domain: &config.trust_domain,
+                            audience: &config.audience,
+                            hop_seconds: config.hop_seconds,
+                        };
+                        response::verify(&key, status, &headers, &body, &mac, now, config.response_window)
+                    }
+                    _ => Err(Reason::Internal),
+                };
+                if let Err(reason) = checked {
+                    return self.refuse_reply(plugin, reason);
+                }
+                for name in ["signature", "signature-input"] {
+                    if hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).is_err() {
+                        return self.refuse_reply(plugin, Reason::Internal);
+                    }
+                }
+                self.decided(plugin, "response_verified", Ok(()));
+                Action::Continue
+            }
+            Reply::Pass | Reply::Waiting(..) => Action::Continue,
+        }
+    }
+
+    /// Replaces a response that cannot be signed or trusted with a 502; the application
+    /// never sees the original.
+    fn refuse_reply(&mut self, plugin: &Plugin, reason: Reason) -> Action {
+        self.reply = Reply::Pass;
+        self.decided(plugin, "deny", Err(reason));
+        let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
+        let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
+        if let Err(status) = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes())) {
+            log(LogLevel::Error, &format!("keyhop: local reply failed: {status:?}"));
+        }
+        Action::Pause
+    }
+
     /// Writes the audit line and counts the decision.
     fn decided(&self, plugin: &Plugin, decision: &'static str, outcome: Result<(), Reason>) {
-        plugin.counters.count(outcome);
+        plugin.counters.count(decision, outcome);
         let find = |name: &str| {
             self.headers
                 .iter()
@@ -395,6 +579,37 @@ fn view(headers: &[Header]) -> Result<Request<'_>, Reason> {
         path_and_query: pseudo(":path")?,
         headers,
     })
+}
+
+/// Signs a response for an authentic caller with the response key of its request's key.
+fn sign_reply(
+    plugin: &Plugin,
+    authentic: &Authentic,
+    status: u16,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<response::SignedResponse, Reason> {
+    let Config::Verify(config) = &plugin.config else {
+        return Err(Reason::Internal);
+    };
+    let key = config.keys.get(authentic.key_index).ok_or(Reason::Internal)?;
+    let now = now().ok_or(Reason::Internal)?;
+    let response_key = ResponseKey {
+        root: &key.secret,
+        key_id: &key.id,
+        trust_domain: &authentic.trust_domain,
+        audience: &config.audience,
+        hop_seconds: config.hop_seconds,
+    };
+    response::sign(&response_key, status, content_type, body, &authentic.signature, now, config.response_lifetime_seconds)
+}
+
+/// The URI SAN of the downstream connection's verified peer certificate, if any
+/// (Envoy's `connection.uri_san_peer_certificate` attribute).
+fn peer_uri_san() -> Option<String> {
+    let value = hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"]).ok()??;
+    let value = String::from_utf8(value).ok()?;
+    (!value.is_empty()).then_some(value)
 }
 
 /// The host's clock, in whole seconds since the Unix epoch.

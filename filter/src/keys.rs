@@ -44,14 +44,42 @@ pub fn epoch_of(created: i64, hop_seconds: u64) -> Option<u64> {
     created.checked_div(hop_seconds)
 }
 
+/// The first field of the HKDF info for response keys: requests and responses never share a
+/// key, so a request MAC can never pass as a response MAC or the other way round.
+pub const RESPONSE_PROFILE: &str = "keyhop-v1-response";
+
+/// Which way a key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Caller to verifier.
+    Request,
+    /// Verifier back to caller.
+    Response,
+}
+
+impl Direction {
+    fn label(self) -> &'static str {
+        match self {
+            Direction::Request => PROFILE,
+            Direction::Response => RESPONSE_PROFILE,
+        }
+    }
+}
+
 /// The HKDF info string: profile, key id, epoch (decimal), trust domain and audience,
 /// each followed by a zero byte except the last. None of them can contain a zero byte.
 pub fn hkdf_info(key_id: &str, epoch: u64, trust_domain: &str, audience: &str) -> Vec<u8> {
+    hkdf_info_for(Direction::Request, key_id, epoch, trust_domain, audience)
+}
+
+/// [`hkdf_info`] for either direction.
+pub fn hkdf_info_for(direction: Direction, key_id: &str, epoch: u64, trust_domain: &str, audience: &str) -> Vec<u8> {
     let epoch = epoch.to_string();
+    let label = direction.label();
     let mut info = Vec::with_capacity(
-        PROFILE.len() + key_id.len() + epoch.len() + trust_domain.len() + audience.len() + 4,
+        label.len() + key_id.len() + epoch.len() + trust_domain.len() + audience.len() + 4,
     );
-    for (i, part) in [PROFILE, key_id, &epoch, trust_domain, audience].iter().enumerate() {
+    for (i, part) in [label, key_id, &epoch, trust_domain, audience].iter().enumerate() {
         if i > 0 {
             info.push(0);
         }
@@ -60,7 +88,7 @@ pub fn hkdf_info(key_id: &str, epoch: u64, trust_domain: &str, audience: &str) -
     info
 }
 
-/// Derives the 32-byte epoch key.
+/// Derives the 32-byte epoch key for requests.
 pub fn derive_epoch_key(
     root: &RootSecret,
     key_id: &str,
@@ -68,11 +96,36 @@ pub fn derive_epoch_key(
     trust_domain: &str,
     audience: &str,
 ) -> Result<[u8; 32], Reason> {
+    derive_key(root, Direction::Request, key_id, epoch, trust_domain, audience)
+}
+
+/// Derives the 32-byte epoch key for one direction.
+pub fn derive_key(
+    root: &RootSecret,
+    direction: Direction,
+    key_id: &str,
+    epoch: u64,
+    trust_domain: &str,
+    audience: &str,
+) -> Result<[u8; 32], Reason> {
     let hkdf = Hkdf::<Sha256>::new(Some(PROFILE.as_bytes()), &root.0);
     let mut okm = [0u8; 32];
-    hkdf.expand(&hkdf_info(key_id, epoch, trust_domain, audience), &mut okm)
+    hkdf.expand(&hkdf_info_for(direction, key_id, epoch, trust_domain, audience), &mut okm)
         .map_err(|_| Reason::Internal)?;
     Ok(okm)
+}
+
+/// A prepared HMAC key for one direction, epoch, key id, trust domain and audience.
+pub fn prepared_key(
+    root: &RootSecret,
+    direction: Direction,
+    key_id: &str,
+    epoch: u64,
+    trust_domain: &str,
+    audience: &str,
+) -> Result<HmacSha256, Reason> {
+    let key = derive_key(root, direction, key_id, epoch, trust_domain, audience)?;
+    HmacSha256::new_from_slice(&key).map_err(|_| Reason::Internal)
 }
 
 /// HMAC-SHA256 of a signature base under a prepared key.

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod profile;
 pub mod reason;
 pub mod replay;
+pub mod response;
 pub mod sigfields;
 pub mod sign;
 pub mod verify;

@@ -72,11 +72,27 @@ pub enum Reason {
     Internal,
     /// The host gave no random bytes for a nonce.
     RandomUnavailable,
+    /// mTLS binding: the peer certificate names no SPIFFE ID, and the binding is required.
+    PeerIdentityMissing,
+    /// mTLS binding: the peer certificate's SPIFFE ID differs from the credential's identity.
+    PeerIdentityMismatch,
+    /// A response that must be signed came back without a signature.
+    ResponseUnsigned,
+    /// A response signature is not of the response profile's shape.
+    ResponseMalformed,
+    /// A response body does not hash to its `Content-Digest`.
+    ResponseDigestMismatch,
+    /// A response signature is outside its time window.
+    ResponseExpired,
+    /// A response MAC does not match (altered, or moved from another request).
+    ResponseBadSignature,
+    /// A response body exceeds the configured maximum and cannot be signed or checked.
+    ResponseTooLarge,
 }
 
 impl Reason {
     /// Every reason, for defining counters up front and for tests.
-    pub const ALL: [Reason; 32] = [
+    pub const ALL: [Reason; 40] = [
         Reason::MissingSignature,
         Reason::MalformedSignature,
         Reason::MultipleSignatures,
@@ -109,6 +125,14 @@ impl Reason {
         Reason::ReplayCacheFull,
         Reason::Internal,
         Reason::RandomUnavailable,
+        Reason::PeerIdentityMissing,
+        Reason::PeerIdentityMismatch,
+        Reason::ResponseUnsigned,
+        Reason::ResponseMalformed,
+        Reason::ResponseDigestMismatch,
+        Reason::ResponseExpired,
+        Reason::ResponseBadSignature,
+        Reason::ResponseTooLarge,
     ];
 
     /// The reason code: stable, lowercase, safe to show to the caller.
@@ -146,15 +170,30 @@ impl Reason {
             Reason::ReplayCacheFull => "replay_cache_full",
             Reason::Internal => "internal",
             Reason::RandomUnavailable => "random_unavailable",
+            Reason::PeerIdentityMissing => "peer_identity_missing",
+            Reason::PeerIdentityMismatch => "peer_identity_mismatch",
+            Reason::ResponseUnsigned => "response_unsigned",
+            Reason::ResponseMalformed => "response_malformed",
+            Reason::ResponseDigestMismatch => "response_digest_mismatch",
+            Reason::ResponseExpired => "response_expired",
+            Reason::ResponseBadSignature => "response_bad_signature",
+            Reason::ResponseTooLarge => "response_too_large",
         }
     }
 
     /// The HTTP status of the local reply: 401 for a credential that does not hold,
-    /// 403 for a verified caller the policy refuses, 413 for an oversize body and
-    /// 503 when the filter itself cannot decide.
+    /// 403 for a verified caller the policy refuses, 413 for an oversize body,
+    /// 502 for a reply from upstream that cannot be trusted and 503 when the filter itself
+    /// cannot decide.
     pub fn status(self) -> u16 {
         match self {
             Reason::PolicyDenied | Reason::NoMatchingPolicy => 403,
+            Reason::ResponseUnsigned
+            | Reason::ResponseMalformed
+            | Reason::ResponseDigestMismatch
+            | Reason::ResponseExpired
+            | Reason::ResponseBadSignature
+            | Reason::ResponseTooLarge => 502,
             Reason::BodyTooLarge => 413,
             Reason::ReplayStoreUnavailable
             | Reason::ReplayCacheFull
@@ -185,5 +224,7 @@ mod tests {
         assert_eq!(Reason::PolicyDenied.status(), 403);
         assert_eq!(Reason::BodyTooLarge.status(), 413);
         assert_eq!(Reason::ReplayStoreUnavailable.status(), 503);
+        assert_eq!(Reason::ResponseBadSignature.status(), 502);
+        assert_eq!(Reason::PeerIdentityMismatch.status(), 401);
     }
 }

@@ -22,6 +22,8 @@ pub struct Signed {
     pub signature: String,
     /// The key epoch used.
     pub epoch: u64,
+    /// The MAC itself, which a signed response is bound to.
+    pub mac: [u8; 32],
 }
 
 /// Signs `request` (its method, scheme, authority and path; its headers are not read) with
@@ -67,5 +69,6 @@ pub fn sign(
             base64::engine::general_purpose::STANDARD.encode(mac)
         ),
         epoch,
+        mac,
     })
 }

@@ -2,7 +2,7 @@
 //! as they arrive, so a request without a usable credential is refused before its body is
 //! buffered), then the digest, the MAC, the nonce and the route policy once the body is in.
 
-use crate::config::{VerifyConfig, VerifyKey};
+use crate::config::{MtlsBinding, VerifyConfig, VerifyKey};
 use crate::digest;
 use crate::identity;
 use crate::keys::{self, EpochKeyCache};
@@ -35,7 +35,34 @@ pub struct Pending {
     signature: Vec<u8>,
 }
 
-/// A request whose credential holds.
+impl Pending {
+    /// The claimed SPIFFE ID (not yet verified).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+/// A request whose digest and MAC hold: the caller is who it says it is. Its nonce is not
+/// yet spent and the route policy not yet applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentic {
+    /// The SPIFFE ID the MAC vouches for.
+    pub identity: String,
+    /// Its trust domain.
+    pub trust_domain: String,
+    /// Index of the key in the configuration.
+    pub key_index: usize,
+    /// The key id.
+    pub key_id: String,
+    /// The key epoch.
+    pub epoch: u64,
+    /// The request's MAC, which a signed response is bound to.
+    pub signature: Vec<u8>,
+    nonce: String,
+    created: i64,
+}
+
+/// A request whose credential holds and whose caller the policy allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The verified SPIFFE ID.
@@ -129,15 +156,24 @@ fn check_time(config: &VerifyConfig, credential: &Credential, now: i64) -> Resul
     Ok(())
 }
 
-/// The body checks: digest, MAC (constant time), nonce (once across all workers), policy.
-pub fn finish(
+/// mTLS binding: `peer` is the URI SAN of the connection's verified peer certificate, if any.
+pub fn check_peer(config: &VerifyConfig, pending: &Pending, peer: Option<&str>) -> Result<(), Reason> {
+    match (config.mtls_binding, peer) {
+        (MtlsBinding::Off, _) | (MtlsBinding::Prefer, None) => Ok(()),
+        (MtlsBinding::Require, None) => Err(Reason::PeerIdentityMissing),
+        (_, Some(peer)) if peer == pending.identity => Ok(()),
+        (_, Some(_)) => Err(Reason::PeerIdentityMismatch),
+    }
+}
+
+/// The body checks: digest, then the MAC (constant time).
+pub fn authenticate(
     config: &VerifyConfig,
     keys: &mut EpochKeyCache,
     pending: &Pending,
     request: &Request<'_>,
     body: &[u8],
-    store: &dyn SharedStore,
-) -> Result<Verified, Reason> {
+) -> Result<Authentic, Reason> {
     digest::check(request.single_header("content-digest")?, &digest::sha256(body))?;
 
     let credential = &pending.credential;
@@ -148,10 +184,43 @@ pub fn finish(
         return Err(Reason::BadSignature);
     }
 
-    config.replay.check_and_record(store, &credential.nonce, credential.created)?;
+    Ok(Authentic {
+        identity: pending.identity.clone(),
+        trust_domain: pending.trust_domain.clone(),
+        key_index: pending.key_index,
+        key_id: key.id.clone(),
+        epoch: pending.epoch,
+        signature: pending.signature.clone(),
+        nonce: credential.nonce.clone(),
+        created: credential.created,
+    })
+}
 
-    let identity = identity::parse(&pending.identity)?;
+/// What an authentic caller may do: spend the nonce (once across all workers), then apply
+/// the route policy.
+pub fn authorize(
+    config: &VerifyConfig,
+    authentic: &Authentic,
+    request: &Request<'_>,
+    store: &dyn SharedStore,
+) -> Result<Verified, Reason> {
+    config.replay.check_and_record(store, &authentic.nonce, authentic.created)?;
+
+    let identity = identity::parse(&authentic.identity)?;
     policy::decide(&config.routes, request.method, request.path(), &identity)?;
 
-    Ok(Verified { identity: pending.identity.clone(), key_id: key.id.clone(), epoch: pending.epoch })
+    Ok(Verified { identity: authentic.identity.clone(), key_id: authentic.key_id.clone(), epoch: authentic.epoch })
+}
+
+/// [`authenticate`] then [`authorize`].
+pub fn finish(
+    config: &VerifyConfig,
+    keys: &mut EpochKeyCache,
+    pending: &Pending,
+    request: &Request<'_>,
+    body: &[u8],
+    store: &dyn SharedStore,
+) -> Result<Verified, Reason> {
+    let authentic = authenticate(config, keys, pending, request, body)?;
+    authorize(config, &authentic, request, store)
 }

@@ -264,12 +264,11 @@ fn set_header_map_pairs(c: &mut C<'_>, map: i32, ptr: i32, len: i32) -> Outcome 
     let encoded = guest::read(c, ptr, len)?;
     let pairs = decode_pairs(&encoded).map_err(|_| Status::BadArgument)?;
     let target = c.data_mut().map_mut(map).ok_or(Status::BadArgument)?;
-    // Envoy replaces or adds each pair in turn; it does not clear the map.
-    for (name, value) in pairs {
-        let name = name.to_ascii_lowercase();
-        target.retain(|(k, _)| *k != name);
-        target.push((name, value));
-    }
+    // Envoy removes every entry, then adds the pairs in order.
+    *target = pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
     Ok(())
 }
 
@@ -313,10 +312,22 @@ fn edit_header(c: &mut C<'_>, map: i32, key_ptr: i32, key_len: i32, value: Optio
 
     match edit {
         Edit::Add => target.push((key, value)),
-        Edit::Replace => {
-            target.retain(|(k, _)| *k != key);
-            target.push((key, value));
-        }
+        // Envoy's `setCopy`: the first entry of the name takes the value in
+        // place, later ones go; a missing name is appended.
+        Edit::Replace => match target.iter().position(|(k, _)| *k == key) {
+            Some(first) => {
+                let mut index = 0;
+                target.retain(|(k, _)| {
+                    let keep = *k != key || index == first;
+                    index += 1;
+                    keep
+                });
+                if let Some(entry) = target.get_mut(first) {
+                    entry.1 = value;
+                }
+            }
+            None => target.push((key, value)),
+        },
         Edit::Remove => target.retain(|(k, _)| *k != key),
     }
     Ok(())

@@ -12,9 +12,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="$PWD/target"
 out=target/keyhop.wasm
 target=wasm32-wasip1
+# Reproducible bytes wherever the checkout and the cargo home are: the Istio manifests pin
+# the module's digest, so a clone elsewhere must build the very same module.
+remap="--remap-path-prefix=$PWD=/keyhop --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  cargo build -p keyhop-filter --lib --profile wasm --target "$target"
+  RUSTFLAGS="$remap" cargo build -p keyhop-filter --lib --profile wasm --target "$target"
 else
   scripts/ensure-tools.sh wasm
   lld="$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
@@ -22,7 +25,7 @@ else
   RUSTC_BOOTSTRAP=1 \
   RUSTC=/usr/bin/rustc \
   CARGO_TARGET_WASM32_WASIP1_LINKER="$lld" \
-  RUSTFLAGS="-L/usr/lib/wasm32-wasi" \
+  RUSTFLAGS="-L/usr/lib/wasm32-wasi $remap" \
     /usr/bin/cargo build -p keyhop-filter --lib --profile wasm --target "$target" \
       -Z build-std=std,panic_abort
 fi

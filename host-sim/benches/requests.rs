@@ -6,7 +6,12 @@
 //! verified request freshly signed, outside the timed part).
 //!
 //! `cargo bench -p keyhop-host-sim` (add `KEYHOP_WASM=target/keyhop.wasm`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::time::{Duration, Instant};
 

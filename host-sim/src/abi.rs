@@ -47,7 +47,9 @@ impl Action {
 }
 
 /// Log levels, in the spec's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace = 0,
@@ -317,7 +319,10 @@ mod tests {
     #[test]
     fn hostile_maps_are_refused() {
         let good = encode_pairs(&pairs(&[("a", "b")]));
-        assert_eq!(decode_pairs(&good[..good.len() - 1]), Err(PairsError::Truncated));
+        assert_eq!(
+            decode_pairs(&good[..good.len() - 1]),
+            Err(PairsError::Truncated)
+        );
 
         let mut no_nul = good.clone();
         if let Some(last) = no_nul.last_mut() {

@@ -32,7 +32,8 @@ impl Plugin {
         let mut config = Config::new();
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let module = Module::new(&engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(&engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
         let mut provided = Vec::new();
@@ -77,12 +78,18 @@ impl Host {
 
         let mut vms = Vec::new();
         for worker in 0..workers.max(1) {
-            let vm = Vm::start(&plugin.pre, config.clone(), shared.clone(), logs.clone(), worker)
-                .map_err(|error| LoadError::Worker {
-                    worker,
-                    error: Box::new(error),
-                    logs: take(&logs),
-                })?;
+            let vm = Vm::start(
+                &plugin.pre,
+                config.clone(),
+                shared.clone(),
+                logs.clone(),
+                worker,
+            )
+            .map_err(|error| LoadError::Worker {
+                worker,
+                error: Box::new(error),
+                logs: take(&logs),
+            })?;
             vms.push(vm);
         }
 

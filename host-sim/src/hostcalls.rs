@@ -44,74 +44,160 @@ pub(crate) fn add_to_linker(
         }};
     }
 
-    env!("proxy_log", |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
+    env!("proxy_log", |mut c: C<'_>,
+                       level: i32,
+                       ptr: i32,
+                       len: i32| {
         code(log(&mut c, level, ptr, len))
     });
     env!("proxy_get_log_level", |mut c: C<'_>, out: i32| {
         let level = c.data().config.log_level as u32;
         code(guest::write_u32(&mut c, out, level))
     });
-    env!("proxy_get_current_time_nanoseconds", |mut c: C<'_>, out: i32| {
-        let now = c.data().shared.clock().wall_nanos();
-        code(guest::write_u64(&mut c, out, now))
-    });
-    env!("proxy_set_tick_period_milliseconds", |mut c: C<'_>, period: i32| {
-        c.data_mut().tick_period_ms = period as u32;
-        Status::Ok.code()
-    });
+    env!(
+        "proxy_get_current_time_nanoseconds",
+        |mut c: C<'_>, out: i32| {
+            let now = c.data().shared.clock().wall_nanos();
+            code(guest::write_u64(&mut c, out, now))
+        }
+    );
+    env!(
+        "proxy_set_tick_period_milliseconds",
+        |mut c: C<'_>, period: i32| {
+            c.data_mut().tick_period_ms = period as u32;
+            Status::Ok.code()
+        }
+    );
 
-    env!("proxy_get_buffer_bytes", |mut c: C<'_>, kind: i32, start: i32, max: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(get_buffer_bytes(&mut c, kind, start, max, out_ptr, out_len))
-    });
-    env!("proxy_set_buffer_bytes", |mut c: C<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32| {
-        code(set_buffer_bytes(&mut c, kind, start, size, ptr, len))
-    });
+    env!(
+        "proxy_get_buffer_bytes",
+        |mut c: C<'_>, kind: i32, start: i32, max: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(get_buffer_bytes(&mut c, kind, start, max, out_ptr, out_len))
+        }
+    );
+    env!(
+        "proxy_set_buffer_bytes",
+        |mut c: C<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32| {
+            code(set_buffer_bytes(&mut c, kind, start, size, ptr, len))
+        }
+    );
 
-    env!("proxy_get_header_map_pairs", |mut c: C<'_>, map: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(get_header_map_pairs(&mut c, map, out_ptr, out_len))
-    });
-    env!("proxy_set_header_map_pairs", |mut c: C<'_>, map: i32, ptr: i32, len: i32| {
-        code(set_header_map_pairs(&mut c, map, ptr, len))
-    });
-    env!("proxy_get_header_map_value", |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(get_header_map_value(&mut c, map, key_ptr, key_len, out_ptr, out_len))
-    });
-    env!("proxy_replace_header_map_value", |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
-        code(edit_header(&mut c, map, key_ptr, key_len, Some((value_ptr, value_len)), Edit::Replace))
-    });
-    env!("proxy_add_header_map_value", |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
-        code(edit_header(&mut c, map, key_ptr, key_len, Some((value_ptr, value_len)), Edit::Add))
-    });
-    env!("proxy_remove_header_map_value", |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32| {
-        code(edit_header(&mut c, map, key_ptr, key_len, None, Edit::Remove))
-    });
+    env!(
+        "proxy_get_header_map_pairs",
+        |mut c: C<'_>, map: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(get_header_map_pairs(&mut c, map, out_ptr, out_len))
+        }
+    );
+    env!(
+        "proxy_set_header_map_pairs",
+        |mut c: C<'_>, map: i32, ptr: i32, len: i32| {
+            code(set_header_map_pairs(&mut c, map, ptr, len))
+        }
+    );
+    env!(
+        "proxy_get_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(get_header_map_value(
+                &mut c, map, key_ptr, key_len, out_ptr, out_len,
+            ))
+        }
+    );
+    env!(
+        "proxy_replace_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            code(edit_header(
+                &mut c,
+                map,
+                key_ptr,
+                key_len,
+                Some((value_ptr, value_len)),
+                Edit::Replace,
+            ))
+        }
+    );
+    env!(
+        "proxy_add_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            code(edit_header(
+                &mut c,
+                map,
+                key_ptr,
+                key_len,
+                Some((value_ptr, value_len)),
+                Edit::Add,
+            ))
+        }
+    );
+    env!(
+        "proxy_remove_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32| {
+            code(edit_header(
+                &mut c,
+                map,
+                key_ptr,
+                key_len,
+                None,
+                Edit::Remove,
+            ))
+        }
+    );
 
-    env!("proxy_get_property", |mut c: C<'_>, path_ptr: i32, path_len: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(get_property(&mut c, path_ptr, path_len, out_ptr, out_len))
-    });
-    env!("proxy_set_property", |mut c: C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32| {
-        code(set_property(&mut c, path_ptr, path_len, value_ptr, value_len))
-    });
+    env!(
+        "proxy_get_property",
+        |mut c: C<'_>, path_ptr: i32, path_len: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(get_property(&mut c, path_ptr, path_len, out_ptr, out_len))
+        }
+    );
+    env!(
+        "proxy_set_property",
+        |mut c: C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32| {
+            code(set_property(
+                &mut c, path_ptr, path_len, value_ptr, value_len,
+            ))
+        }
+    );
 
-    env!("proxy_get_shared_data", |mut c: C<'_>, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32, cas_ptr: i32| {
-        code_or_trap(get_shared_data(&mut c, key_ptr, key_len, out_ptr, out_len, cas_ptr))
-    });
-    env!("proxy_set_shared_data", |mut c: C<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32| {
-        code(set_shared_data(&mut c, key_ptr, key_len, value_ptr, value_len, cas as u32))
-    });
+    env!(
+        "proxy_get_shared_data",
+        |mut c: C<'_>, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32, cas_ptr: i32| {
+            code_or_trap(get_shared_data(
+                &mut c, key_ptr, key_len, out_ptr, out_len, cas_ptr,
+            ))
+        }
+    );
+    env!(
+        "proxy_set_shared_data",
+        |mut c: C<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32| {
+            code(set_shared_data(
+                &mut c, key_ptr, key_len, value_ptr, value_len, cas as u32,
+            ))
+        }
+    );
 
-    env!("proxy_register_shared_queue", |mut c: C<'_>, name_ptr: i32, name_len: i32, out: i32| {
-        code(register_queue(&mut c, name_ptr, name_len, out))
-    });
-    env!("proxy_resolve_shared_queue", |mut c: C<'_>, vm_ptr: i32, vm_len: i32, name_ptr: i32, name_len: i32, out: i32| {
-        code(resolve_queue(&mut c, vm_ptr, vm_len, name_ptr, name_len, out))
-    });
-    env!("proxy_enqueue_shared_queue", |mut c: C<'_>, token: i32, ptr: i32, len: i32| {
-        code(enqueue(&mut c, token, ptr, len))
-    });
-    env!("proxy_dequeue_shared_queue", |mut c: C<'_>, token: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(dequeue(&mut c, token, out_ptr, out_len))
-    });
+    env!(
+        "proxy_register_shared_queue",
+        |mut c: C<'_>, name_ptr: i32, name_len: i32, out: i32| {
+            code(register_queue(&mut c, name_ptr, name_len, out))
+        }
+    );
+    env!(
+        "proxy_resolve_shared_queue",
+        |mut c: C<'_>, vm_ptr: i32, vm_len: i32, name_ptr: i32, name_len: i32, out: i32| {
+            code(resolve_queue(
+                &mut c, vm_ptr, vm_len, name_ptr, name_len, out,
+            ))
+        }
+    );
+    env!(
+        "proxy_enqueue_shared_queue",
+        |mut c: C<'_>, token: i32, ptr: i32, len: i32| { code(enqueue(&mut c, token, ptr, len)) }
+    );
+    env!(
+        "proxy_dequeue_shared_queue",
+        |mut c: C<'_>, token: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(dequeue(&mut c, token, out_ptr, out_len))
+        }
+    );
 
     env!("proxy_continue_stream", |mut c: C<'_>, kind: i32| {
         code(continue_stream(&mut c, kind))
@@ -119,59 +205,139 @@ pub(crate) fn add_to_linker(
     env!("proxy_close_stream", |mut c: C<'_>, kind: i32| {
         code(close_stream(&mut c, kind))
     });
-    env!("proxy_send_local_response", |mut c: C<'_>, status: i32, details_ptr: i32, details_len: i32, body_ptr: i32, body_len: i32, headers_ptr: i32, headers_len: i32, grpc_status: i32| {
-        code(send_local_response(
+    env!(
+        "proxy_send_local_response",
+        |mut c: C<'_>,
+         status: i32,
+         details_ptr: i32,
+         details_len: i32,
+         body_ptr: i32,
+         body_len: i32,
+         headers_ptr: i32,
+         headers_len: i32,
+         grpc_status: i32| {
+            code(send_local_response(
+                &mut c,
+                status,
+                (details_ptr, details_len),
+                (body_ptr, body_len),
+                (headers_ptr, headers_len),
+                grpc_status,
+            ))
+        }
+    );
+
+    env!("proxy_http_call", |mut c: C<'_>,
+                             up_ptr: i32,
+                             up_len: i32,
+                             h_ptr: i32,
+                             h_len: i32,
+                             b_ptr: i32,
+                             b_len: i32,
+                             t_ptr: i32,
+                             t_len: i32,
+                             _timeout_ms: i32,
+                             out: i32| {
+        code(http_call(
             &mut c,
-            status,
-            (details_ptr, details_len),
-            (body_ptr, body_len),
-            (headers_ptr, headers_len),
-            grpc_status,
+            (up_ptr, up_len),
+            (h_ptr, h_len),
+            (b_ptr, b_len),
+            (t_ptr, t_len),
+            out,
         ))
     });
-
-    env!("proxy_http_call", |mut c: C<'_>, up_ptr: i32, up_len: i32, h_ptr: i32, h_len: i32, b_ptr: i32, b_len: i32, t_ptr: i32, t_len: i32, _timeout_ms: i32, out: i32| {
-        code(http_call(&mut c, (up_ptr, up_len), (h_ptr, h_len), (b_ptr, b_len), (t_ptr, t_len), out))
-    });
-    env!("proxy_grpc_call", |mut c: C<'_>, up_ptr: i32, up_len: i32, s_ptr: i32, s_len: i32, m_ptr: i32, m_len: i32, md_ptr: i32, md_len: i32, msg_ptr: i32, msg_len: i32, _timeout_ms: i32, out: i32| {
+    env!("proxy_grpc_call", |mut c: C<'_>,
+                             up_ptr: i32,
+                             up_len: i32,
+                             s_ptr: i32,
+                             s_len: i32,
+                             m_ptr: i32,
+                             m_len: i32,
+                             md_ptr: i32,
+                             md_len: i32,
+                             msg_ptr: i32,
+                             msg_len: i32,
+                             _timeout_ms: i32,
+                             out: i32| {
         code(grpc_call(
             &mut c,
-            [(up_ptr, up_len), (s_ptr, s_len), (m_ptr, m_len), (md_ptr, md_len), (msg_ptr, msg_len)],
+            [
+                (up_ptr, up_len),
+                (s_ptr, s_len),
+                (m_ptr, m_len),
+                (md_ptr, md_len),
+                (msg_ptr, msg_len),
+            ],
             out,
         ))
     });
     // Streaming gRPC is not simulated: a stream cannot be opened, so sends,
     // cancels and closes find no such stream.
-    env!("proxy_grpc_stream", |_c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32, _h: i32, _i: i32, _out: i32| {
-        Status::InternalFailure.code()
-    });
-    env!("proxy_grpc_send", |_c: C<'_>, _token: i32, _ptr: i32, _len: i32, _end: i32| {
+    env!(
+        "proxy_grpc_stream",
+        |_c: C<'_>,
+         _a: i32,
+         _b: i32,
+         _d: i32,
+         _e: i32,
+         _f: i32,
+         _g: i32,
+         _h: i32,
+         _i: i32,
+         _out: i32| { Status::InternalFailure.code() }
+    );
+    env!("proxy_grpc_send", |_c: C<'_>,
+                             _token: i32,
+                             _ptr: i32,
+                             _len: i32,
+                             _end: i32| {
         Status::NotFound.code()
     });
-    env!("proxy_grpc_cancel", |_c: C<'_>, _token: i32| Status::NotFound.code());
-    env!("proxy_grpc_close", |_c: C<'_>, _token: i32| Status::NotFound.code());
-    env!("proxy_get_status", |mut c: C<'_>, code_ptr: i32, out_ptr: i32, out_len: i32| {
-        code_or_trap(get_status(&mut c, code_ptr, out_ptr, out_len))
+    env!("proxy_grpc_cancel", |_c: C<'_>, _token: i32| {
+        Status::NotFound.code()
     });
+    env!("proxy_grpc_close", |_c: C<'_>, _token: i32| {
+        Status::NotFound.code()
+    });
+    env!(
+        "proxy_get_status",
+        |mut c: C<'_>, code_ptr: i32, out_ptr: i32, out_len: i32| {
+            code_or_trap(get_status(&mut c, code_ptr, out_ptr, out_len))
+        }
+    );
 
-    env!("proxy_set_effective_context", |mut c: C<'_>, context_id: i32| {
-        code(set_effective_context(&mut c, context_id as u32))
-    });
+    env!(
+        "proxy_set_effective_context",
+        |mut c: C<'_>, context_id: i32| { code(set_effective_context(&mut c, context_id as u32)) }
+    );
     env!("proxy_done", |_c: C<'_>| Status::Ok.code());
-    env!("proxy_call_foreign_function", |_c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32| {
-        // Envoy registers a few foreign functions (compression, expression
-        // evaluation); the simulator registers none.
-        Status::NotFound.code()
-    });
+    env!(
+        "proxy_call_foreign_function",
+        |_c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32| {
+            // Envoy registers a few foreign functions (compression, expression
+            // evaluation); the simulator registers none.
+            Status::NotFound.code()
+        }
+    );
 
-    env!("proxy_define_metric", |mut c: C<'_>, kind: i32, name_ptr: i32, name_len: i32, out: i32| {
-        code(define_metric(&mut c, kind, name_ptr, name_len, out))
-    });
-    env!("proxy_increment_metric", |c: C<'_>, id: i32, offset: i64| {
-        c.data().shared.increment_metric(id as u32, offset).code()
-    });
+    env!(
+        "proxy_define_metric",
+        |mut c: C<'_>, kind: i32, name_ptr: i32, name_len: i32, out: i32| {
+            code(define_metric(&mut c, kind, name_ptr, name_len, out))
+        }
+    );
+    env!(
+        "proxy_increment_metric",
+        |c: C<'_>, id: i32, offset: i64| {
+            c.data().shared.increment_metric(id as u32, offset).code()
+        }
+    );
     env!("proxy_record_metric", |c: C<'_>, id: i32, value: i64| {
-        c.data().shared.record_metric(id as u32, value as u64).code()
+        c.data()
+            .shared
+            .record_metric(id as u32, value as u64)
+            .code()
     });
     env!("proxy_get_metric", |mut c: C<'_>, id: i32, out: i32| {
         code(get_metric(&mut c, id, out))
@@ -204,7 +370,14 @@ fn buffer_contents(state: &VmState, kind: BufferType) -> Option<&[u8]> {
     }
 }
 
-fn get_buffer_bytes(c: &mut C<'_>, kind: i32, start: i32, max: i32, out_ptr: i32, out_len: i32) -> Traps {
+fn get_buffer_bytes(
+    c: &mut C<'_>,
+    kind: i32,
+    start: i32,
+    max: i32,
+    out_ptr: i32,
+    out_len: i32,
+) -> Traps {
     let Some(kind) = BufferType::from_guest(kind) else {
         return Ok(Err(Status::BadArgument));
     };
@@ -215,7 +388,9 @@ fn get_buffer_bytes(c: &mut C<'_>, kind: i32, start: i32, max: i32, out_ptr: i32
     // Envoy clamps the window to the buffer and answers Ok with nothing
     // written when it is empty; the SDK reads that as "no bytes".
     let start = start as u32 as usize;
-    let end = start.saturating_add(max as u32 as usize).min(contents.len());
+    let end = start
+        .saturating_add(max as u32 as usize)
+        .min(contents.len());
     let window = contents.get(start..end).unwrap_or_default();
     if window.is_empty() {
         return Ok(Ok(()));
@@ -224,7 +399,14 @@ fn get_buffer_bytes(c: &mut C<'_>, kind: i32, start: i32, max: i32, out_ptr: i32
     guest::give(c, &window, out_ptr, out_len)
 }
 
-fn set_buffer_bytes(c: &mut C<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32) -> Outcome {
+fn set_buffer_bytes(
+    c: &mut C<'_>,
+    kind: i32,
+    start: i32,
+    size: i32,
+    ptr: i32,
+    len: i32,
+) -> Outcome {
     let kind = BufferType::from_guest(kind).ok_or(Status::BadArgument)?;
     let data = guest::read(c, ptr, len)?;
     let stream = c.data_mut().stream_mut().ok_or(Status::NotFound)?;
@@ -272,7 +454,14 @@ fn set_header_map_pairs(c: &mut C<'_>, map: i32, ptr: i32, len: i32) -> Outcome 
     Ok(())
 }
 
-fn get_header_map_value(c: &mut C<'_>, map: i32, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32) -> Traps {
+fn get_header_map_value(
+    c: &mut C<'_>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    out_ptr: i32,
+    out_len: i32,
+) -> Traps {
     let Some(map) = MapType::from_guest(map) else {
         return Ok(Err(Status::BadArgument));
     };
@@ -300,7 +489,14 @@ enum Edit {
     Remove,
 }
 
-fn edit_header(c: &mut C<'_>, map: i32, key_ptr: i32, key_len: i32, value: Option<(i32, i32)>, edit: Edit) -> Outcome {
+fn edit_header(
+    c: &mut C<'_>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value: Option<(i32, i32)>,
+    edit: Edit,
+) -> Outcome {
     let map = MapType::from_guest(map).ok_or(Status::BadArgument)?;
     // Envoy keeps header names in lower case.
     let key = guest::read(c, key_ptr, key_len)?.to_ascii_lowercase();
@@ -344,7 +540,13 @@ fn get_property(c: &mut C<'_>, path_ptr: i32, path_len: i32, out_ptr: i32, out_l
     }
 }
 
-fn set_property(c: &mut C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32) -> Outcome {
+fn set_property(
+    c: &mut C<'_>,
+    path_ptr: i32,
+    path_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> Outcome {
     let path = properties::dotted(&guest::read(c, path_ptr, path_len)?);
     let value = guest::read(c, value_ptr, value_len)?;
     let state = c.data_mut();
@@ -355,7 +557,14 @@ fn set_property(c: &mut C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, val
     Ok(())
 }
 
-fn get_shared_data(c: &mut C<'_>, key_ptr: i32, key_len: i32, out_ptr: i32, out_len: i32, cas_ptr: i32) -> Traps {
+fn get_shared_data(
+    c: &mut C<'_>,
+    key_ptr: i32,
+    key_len: i32,
+    out_ptr: i32,
+    out_len: i32,
+    cas_ptr: i32,
+) -> Traps {
     let key = match guest::read(c, key_ptr, key_len) {
         Ok(key) => key,
         Err(status) => return Ok(Err(status)),
@@ -371,11 +580,21 @@ fn get_shared_data(c: &mut C<'_>, key_ptr: i32, key_len: i32, out_ptr: i32, out_
     Ok(guest::write_u32(c, cas_ptr, cas))
 }
 
-fn set_shared_data(c: &mut C<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: u32) -> Outcome {
+fn set_shared_data(
+    c: &mut C<'_>,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+    cas: u32,
+) -> Outcome {
     let key = guest::read(c, key_ptr, key_len)?;
     let value = guest::read(c, value_ptr, value_len)?;
     let state = c.data();
-    match state.shared.set_data(&state.config.vm_id, &key, &value, cas) {
+    match state
+        .shared
+        .set_data(&state.config.vm_id, &key, &value, cas)
+    {
         Status::Ok => Ok(()),
         status => Err(status),
     }
@@ -388,11 +607,20 @@ fn register_queue(c: &mut C<'_>, name_ptr: i32, name_len: i32, out: i32) -> Outc
         worker: state.worker,
         root_context_id: state.root_context_id,
     };
-    let token = state.shared.register_queue(&state.config.vm_id, &name, owner);
+    let token = state
+        .shared
+        .register_queue(&state.config.vm_id, &name, owner);
     guest::write_u32(c, out, token)
 }
 
-fn resolve_queue(c: &mut C<'_>, vm_ptr: i32, vm_len: i32, name_ptr: i32, name_len: i32, out: i32) -> Outcome {
+fn resolve_queue(
+    c: &mut C<'_>,
+    vm_ptr: i32,
+    vm_len: i32,
+    name_ptr: i32,
+    name_len: i32,
+    out: i32,
+) -> Outcome {
     let vm_id = guest::read(c, vm_ptr, vm_len)?;
     let name = guest::read(c, name_ptr, name_len)?;
     let token = c
@@ -476,9 +704,17 @@ fn send_local_response(
     Ok(())
 }
 
-fn http_call(c: &mut C<'_>, upstream: (i32, i32), headers: (i32, i32), body: (i32, i32), trailers: (i32, i32), out: i32) -> Outcome {
+fn http_call(
+    c: &mut C<'_>,
+    upstream: (i32, i32),
+    headers: (i32, i32),
+    body: (i32, i32),
+    trailers: (i32, i32),
+    out: i32,
+) -> Outcome {
     let upstream = String::from_utf8_lossy(&guest::read(c, upstream.0, upstream.1)?).into_owned();
-    let headers = decode_pairs(&guest::read(c, headers.0, headers.1)?).map_err(|_| Status::BadArgument)?;
+    let headers =
+        decode_pairs(&guest::read(c, headers.0, headers.1)?).map_err(|_| Status::BadArgument)?;
     let body = guest::read(c, body.0, body.1)?;
     decode_pairs(&guest::read(c, trailers.0, trailers.1)?).map_err(|_| Status::BadArgument)?;
 
@@ -522,7 +758,8 @@ fn grpc_call(c: &mut C<'_>, parts: [(i32, i32); 5], out: i32) -> Outcome {
     let upstream = String::from_utf8_lossy(&guest::read(c, upstream.0, upstream.1)?).into_owned();
     let service = String::from_utf8_lossy(&guest::read(c, service.0, service.1)?).into_owned();
     let method = String::from_utf8_lossy(&guest::read(c, method.0, method.1)?).into_owned();
-    let metadata = decode_pairs(&guest::read(c, metadata.0, metadata.1)?).map_err(|_| Status::BadArgument)?;
+    let metadata =
+        decode_pairs(&guest::read(c, metadata.0, metadata.1)?).map_err(|_| Status::BadArgument)?;
     let message = guest::read(c, message.0, message.1)?;
 
     let target = format!("{service}/{method}");
@@ -561,7 +798,10 @@ fn get_status(c: &mut C<'_>, code_ptr: i32, out_ptr: i32, out_len: i32) -> Traps
 fn set_effective_context(c: &mut C<'_>, context_id: u32) -> Outcome {
     let state = c.data_mut();
     let known = context_id == state.root_context_id
-        || state.stream.as_ref().is_some_and(|s| s.context_id == context_id);
+        || state
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.context_id == context_id);
     if !known {
         return Err(Status::BadArgument);
     }

@@ -11,7 +11,11 @@ use keyhop_host_sim::scenario::Scenario;
 use keyhop_host_sim::{report, Plugin};
 
 #[derive(Parser)]
-#[command(name = "keyhop-sim", version, about = "Run a proxy-wasm module without a mesh")]
+#[command(
+    name = "keyhop-sim",
+    version,
+    about = "Run a proxy-wasm module without a mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,9 +78,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
-    let wasm = std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
-    let plugin_config =
-        std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let wasm =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let plugin_config = std::fs::read(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
     let scenario_text = std::fs::read_to_string(&args.scenario)
         .with_context(|| format!("reading {}", args.scenario.display()))?;
     let scenario = Scenario::from_json(&scenario_text)
@@ -85,7 +90,8 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         bail!("--workers must be at least 1");
     }
 
-    let plugin = Plugin::compile(&wasm).with_context(|| format!("loading {}", args.wasm.display()))?;
+    let plugin =
+        Plugin::compile(&wasm).with_context(|| format!("loading {}", args.wasm.display()))?;
     let config = scenario.host_config(plugin_config, &args.env)?;
     let outcome = scenario.run(&plugin, config, args.workers)?;
 
@@ -104,6 +110,9 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
 fn keygen() -> Result<ExitCode> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    println!("{}", base64::engine::general_purpose::STANDARD.encode(secret));
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    );
     Ok(ExitCode::SUCCESS)
 }

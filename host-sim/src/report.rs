@@ -68,7 +68,12 @@ fn render_request(out: &mut String, result: &RequestResult) {
         out.push_str("  upstream receives:\n");
         pairs(out, "   ", &upstream.headers);
         if !upstream.body.is_empty() {
-            let _ = writeln!(out, "    body ({} bytes): {}", upstream.body.len(), text(&upstream.body));
+            let _ = writeln!(
+                out,
+                "    body ({} bytes): {}",
+                upstream.body.len(),
+                text(&upstream.body)
+            );
         }
         pairs(out, "    trailer", &upstream.trailers);
     }
@@ -76,7 +81,11 @@ fn render_request(out: &mut String, result: &RequestResult) {
         let _ = writeln!(out, "  client receives: {}", downstream.status);
     }
     for call in &exchange.calls {
-        let _ = writeln!(out, "  {} call #{} to {} {}", call.kind, call.token, call.upstream, call.target);
+        let _ = writeln!(
+            out,
+            "  {} call #{} to {} {}",
+            call.kind, call.token, call.upstream, call.target
+        );
     }
     for line in &exchange.logs {
         let _ = writeln!(out, "  log [{}] {}", line.level, line.message);

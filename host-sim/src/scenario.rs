@@ -121,7 +121,9 @@ impl Default for Headers {
 
 impl Headers {
     fn pairs(&self) -> Pairs {
-        let entry = |(k, v): (&String, &String)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec());
+        let entry = |(k, v): (&String, &String)| {
+            (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec())
+        };
         match self {
             Headers::List(list) => list.iter().map(|(k, v)| entry((k, v))).collect(),
             Headers::Map(map) => map.iter().map(entry).collect(),
@@ -283,7 +285,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn failed(&self) -> usize {
-        self.requests.iter().filter(|r| !r.failures.is_empty()).count()
+        self.requests
+            .iter()
+            .filter(|r| !r.failures.is_empty())
+            .count()
     }
 }
 
@@ -323,7 +328,12 @@ impl Scenario {
         for (upstream, answer) in &self.http_calls {
             let mut headers = vec![(b":status".to_vec(), answer.status.to_string().into_bytes())];
             headers.extend(answer.headers.pairs());
-            let body = answer.body.as_ref().map(Bytes::decode).transpose()?.unwrap_or_default();
+            let body = answer
+                .body
+                .as_ref()
+                .map(Bytes::decode)
+                .transpose()?
+                .unwrap_or_default();
             let call = CallAnswer {
                 headers,
                 body,
@@ -333,7 +343,12 @@ impl Scenario {
             config.http_answers.insert(upstream.clone(), call);
         }
         for (target, answer) in &self.grpc_calls {
-            let message = answer.message.as_ref().map(Bytes::decode).transpose()?.unwrap_or_default();
+            let message = answer
+                .message
+                .as_ref()
+                .map(Bytes::decode)
+                .transpose()?
+                .unwrap_or_default();
             let grpc = GrpcAnswer {
                 status: answer.status,
                 message,
@@ -375,7 +390,10 @@ impl Scenario {
             let failures = check(&step.expect, &exchange, &after);
             results.push(RequestResult {
                 index,
-                name: step.name.clone().unwrap_or_else(|| format!("{} {}", step.method, step.path)),
+                name: step
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{} {}", step.method, step.path)),
                 exchange,
                 metrics_changed,
                 failures,
@@ -471,7 +489,10 @@ pub fn check(expect: &Expect, exchange: &Exchange, metrics: &BTreeMap<String, i6
 
     if let Some(want) = expect.continued {
         if want != continued {
-            failures.push(format!("expected continued={want}, got {}", describe(&exchange.verdict)));
+            failures.push(format!(
+                "expected continued={want}, got {}",
+                describe(&exchange.verdict)
+            ));
         }
     }
     if let Some(want) = expect.status {
@@ -485,14 +506,21 @@ pub fn check(expect: &Expect, exchange: &Exchange, metrics: &BTreeMap<String, i6
     let upstream = exchange.upstream.as_ref().map(|u| &u.headers);
     let needs_upstream = !expect.upstream_headers.is_empty() || !expect.headers_present.is_empty();
     match upstream {
-        None if needs_upstream => failures.push("expected upstream headers, but nothing was forwarded".to_owned()),
+        None if needs_upstream => {
+            failures.push("expected upstream headers, but nothing was forwarded".to_owned())
+        }
         None => {}
         Some(headers) => {
             for (name, want) in &expect.upstream_headers {
                 match header(headers, name) {
                     Some(got) if got == want.as_bytes() => {}
-                    Some(got) => failures.push(format!("upstream header {name}: expected {want:?}, got {:?}", text(got))),
-                    None => failures.push(format!("upstream header {name}: expected {want:?}, absent")),
+                    Some(got) => failures.push(format!(
+                        "upstream header {name}: expected {want:?}, got {:?}",
+                        text(got)
+                    )),
+                    None => {
+                        failures.push(format!("upstream header {name}: expected {want:?}, absent"))
+                    }
                 }
             }
             for name in &expect.headers_present {
@@ -502,7 +530,10 @@ pub fn check(expect: &Expect, exchange: &Exchange, metrics: &BTreeMap<String, i6
             }
             for name in &expect.headers_absent {
                 if let Some(got) = header(headers, name) {
-                    failures.push(format!("upstream header {name} expected absent, got {:?}", text(got)));
+                    failures.push(format!(
+                        "upstream header {name} expected absent, got {:?}",
+                        text(got)
+                    ));
                 }
             }
         }
@@ -512,7 +543,10 @@ pub fn check(expect: &Expect, exchange: &Exchange, metrics: &BTreeMap<String, i6
     for (name, want) in &expect.response_headers {
         match downstream.and_then(|h| header(h, name)) {
             Some(got) if got == want.as_bytes() => {}
-            Some(got) => failures.push(format!("response header {name}: expected {want:?}, got {:?}", text(got))),
+            Some(got) => failures.push(format!(
+                "response header {name}: expected {want:?}, got {:?}",
+                text(got)
+            )),
             None => failures.push(format!("response header {name}: expected {want:?}, absent")),
         }
     }

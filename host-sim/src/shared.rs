@@ -22,7 +22,9 @@ pub struct Shared {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means a thread panicked while holding it; the maps
     // inside are still consistent (every update is a single insert or replace).
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -107,9 +109,11 @@ impl Clock {
 
     /// Moves both clocks forward.
     pub fn advance(&self, nanos: u64) {
-        let _ = self.wall.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
-            Some(t.saturating_add(nanos))
-        });
+        let _ = self
+            .wall
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(nanos))
+            });
         let _ = self
             .monotonic
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
@@ -118,10 +122,13 @@ impl Clock {
     }
 }
 
+/// One VM id's entries: key to (value, CAS token).
+type Entries = HashMap<Vec<u8>, (Vec<u8>, u32)>;
+
 /// Key-value data with compare-and-swap tokens, one namespace per VM id.
 #[derive(Debug)]
 struct SharedData {
-    by_vm: HashMap<String, HashMap<Vec<u8>, (Vec<u8>, u32)>>,
+    by_vm: HashMap<String, Entries>,
     next_cas: u32,
 }
 
@@ -320,7 +327,10 @@ mod tests {
         assert_eq!(value, b"v1");
         assert_ne!(cas, 0);
 
-        assert_eq!(shared.set_data("vm", b"k", b"v2", cas + 1), Status::CasMismatch);
+        assert_eq!(
+            shared.set_data("vm", b"k", b"v2", cas + 1),
+            Status::CasMismatch
+        );
         assert_eq!(shared.set_data("vm", b"k", b"v2", cas), Status::Ok);
         assert_eq!(shared.set_data("vm", b"k", b"v3", cas), Status::CasMismatch);
         assert_eq!(shared.set_data("vm", b"k", b"v3", 0), Status::Ok);

@@ -84,9 +84,7 @@ impl VmState {
     pub fn map(&self, map: MapType) -> Option<&Pairs> {
         match map {
             MapType::HttpCallResponseHeaders => self.call_response.as_ref().map(|a| &a.headers),
-            MapType::HttpCallResponseTrailers => {
-                self.call_response.as_ref().map(|a| &a.trailers)
-            }
+            MapType::HttpCallResponseTrailers => self.call_response.as_ref().map(|a| &a.trailers),
             _ => self.stream().and_then(|s| s.map(map)),
         }
     }

@@ -3,11 +3,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{Instance, InstancePre, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{
+    Instance, InstancePre, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
+};
 
 use crate::abi::{Action, BufferType, Pairs};
 use crate::config::{CallAnswer, HostConfig};
-use crate::exchange::{pairs_minus, Delivered, Exchange, Forwarded, LocalResponse, LogLine, Request, Verdict};
+use crate::exchange::{
+    pairs_minus, Delivered, Exchange, Forwarded, LocalResponse, LogLine, Request, Verdict,
+};
 use crate::random::Rng;
 use crate::shared::Shared;
 use crate::state::{PendingAnswer, Stream, VmState};
@@ -116,12 +120,17 @@ impl Vm {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or(LoadError::MissingExport("memory"))?;
-        let allocator = match export::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+        let allocator = match export::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")?
+        {
             Some(f) => f,
-            None => export::<i32, i32>(&instance, &mut store, "malloc")?
-                .ok_or(LoadError::MissingExport("proxy_on_memory_allocate or malloc"))?,
+            None => export::<i32, i32>(&instance, &mut store, "malloc")?.ok_or(
+                LoadError::MissingExport("proxy_on_memory_allocate or malloc"),
+            )?,
         };
-        if instance.get_func(&mut store, "proxy_abi_version_0_2_1").is_none() {
+        if instance
+            .get_func(&mut store, "proxy_abi_version_0_2_1")
+            .is_none()
+        {
             return Err(LoadError::MissingExport("proxy_abi_version_0_2_1"));
         }
         store.data_mut().memory = Some(memory);
@@ -160,7 +169,8 @@ impl Vm {
             None => export::<(), ()>(&instance, &mut vm.store, "_start")?,
         };
         if let Some(init) = init {
-            vm.call(&init, (), 1).map_err(|reason| vm.start_failure("_initialize", reason))?;
+            vm.call(&init, (), 1)
+                .map_err(|reason| vm.start_failure("_initialize", reason))?;
         }
 
         let root: u32 = 1;
@@ -262,7 +272,11 @@ impl Vm {
                         answer
                     });
                     let f = self.callbacks.http_call_response.clone();
-                    let result = self.call_opt(f.as_ref(), (context as i32, token, headers, body, trailers), context);
+                    let result = self.call_opt(
+                        f.as_ref(),
+                        (context as i32, token, headers, body, trailers),
+                        context,
+                    );
                     self.store.data_mut().call_response = None;
                     result.map(drop)
                 }
@@ -318,16 +332,25 @@ impl Vm {
     pub(crate) fn queue_ready(&mut self, root_context_id: u32, token: u32) {
         let f = self.callbacks.queue_ready.clone();
         if self
-            .call_opt(f.as_ref(), (root_context_id as i32, token as i32), root_context_id)
+            .call_opt(
+                f.as_ref(),
+                (root_context_id as i32, token as i32),
+                root_context_id,
+            )
             .is_ok()
         {
             self.deliver_calls();
         }
     }
 
-    pub(crate) fn take_calls_and_notes(&mut self) -> (Vec<crate::exchange::CallRecord>, Vec<String>) {
+    pub(crate) fn take_calls_and_notes(
+        &mut self,
+    ) -> (Vec<crate::exchange::CallRecord>, Vec<String>) {
         let state = self.store.data_mut();
-        (std::mem::take(&mut state.calls), std::mem::take(&mut state.notes))
+        (
+            std::mem::take(&mut state.calls),
+            std::mem::take(&mut state.notes),
+        )
     }
 
     /// Runs one request through the filter, the way Envoy's HTTP filter
@@ -388,7 +411,11 @@ impl Vm {
             self.send_request_headers(flow);
         }
 
-        let chunks: Vec<&Vec<u8>> = request.body_chunks.iter().filter(|c| !c.is_empty()).collect();
+        let chunks: Vec<&Vec<u8>> = request
+            .body_chunks
+            .iter()
+            .filter(|c| !c.is_empty())
+            .collect();
         let last = chunks.len();
         for (index, chunk) in chunks.into_iter().enumerate() {
             let size = match self.store.data_mut().stream.as_mut() {
@@ -433,7 +460,11 @@ impl Vm {
             .as_ref()
             .is_some_and(|s| !s.request_body.is_empty());
         if !flow.request_headers_sent || buffered {
-            flow.paused = Some(if flow.request_headers_sent { "request_body" } else { "request_headers" });
+            flow.paused = Some(if flow.request_headers_sent {
+                "request_body"
+            } else {
+                "request_headers"
+            });
         }
         Ok(())
     }
@@ -445,13 +476,20 @@ impl Vm {
         let context = flow.context;
         let ctx = context as i32;
         let response = &request.response;
-        let mut headers: Pairs = vec![(b":status".to_vec(), response.status.to_string().into_bytes())];
+        let mut headers: Pairs = vec![(
+            b":status".to_vec(),
+            response.status.to_string().into_bytes(),
+        )];
         headers.extend(response.headers.iter().cloned());
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
             stream.response_headers = Some(headers.clone());
         }
 
-        let chunks: Vec<&Vec<u8>> = response.body_chunks.iter().filter(|c| !c.is_empty()).collect();
+        let chunks: Vec<&Vec<u8>> = response
+            .body_chunks
+            .iter()
+            .filter(|c| !c.is_empty())
+            .collect();
         let count = len_i32(headers.len());
         let f = self.callbacks.response_headers.clone();
         let has_trailers = !response.trailers.is_empty();
@@ -517,7 +555,11 @@ impl Vm {
             .as_ref()
             .is_some_and(|s| !s.response_body.is_empty());
         if !headers_sent || buffered {
-            flow.paused = Some(if headers_sent { "response_body" } else { "response_headers" });
+            flow.paused = Some(if headers_sent {
+                "response_body"
+            } else {
+                "response_headers"
+            });
         }
         Ok(())
     }
@@ -540,7 +582,11 @@ impl Vm {
     }
 
     fn stopped(&self) -> bool {
-        self.store.data().stream.as_ref().is_some_and(Stream::stopped)
+        self.store
+            .data()
+            .stream
+            .as_ref()
+            .is_some_and(Stream::stopped)
     }
 
     fn take_resume_request(&mut self) -> bool {
@@ -727,4 +773,3 @@ impl Flow {
         exchange
     }
 }
-

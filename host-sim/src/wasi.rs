@@ -46,7 +46,10 @@ pub(crate) fn add_to_linker(
         }};
     }
 
-    wasi!("clock_time_get", |mut c: C<'_>, id: i32, _precision: i64, out: i32| {
+    wasi!("clock_time_get", |mut c: C<'_>,
+                             id: i32,
+                             _precision: i64,
+                             out: i32| {
         errno(clock_time_get(&mut c, id, out))
     });
     wasi!("clock_res_get", |mut c: C<'_>, _id: i32, out: i32| {
@@ -55,35 +58,69 @@ pub(crate) fn add_to_linker(
     wasi!("random_get", |mut c: C<'_>, ptr: i32, len: i32| {
         errno(random_get(&mut c, ptr, len))
     });
-    wasi!("environ_sizes_get", |mut c: C<'_>, count_out: i32, size_out: i32| {
-        errno(environ_sizes_get(&mut c, count_out, size_out))
-    });
+    wasi!(
+        "environ_sizes_get",
+        |mut c: C<'_>, count_out: i32, size_out: i32| {
+            errno(environ_sizes_get(&mut c, count_out, size_out))
+        }
+    );
     wasi!("environ_get", |mut c: C<'_>, pointers: i32, buffer: i32| {
         errno(environ_get(&mut c, pointers, buffer))
     });
-    wasi!("args_sizes_get", |mut c: C<'_>, count_out: i32, size_out: i32| {
-        errno(fault(
-            guest::write_u32(&mut c, count_out, 0).and_then(|()| guest::write_u32(&mut c, size_out, 0)),
-        ))
+    wasi!(
+        "args_sizes_get",
+        |mut c: C<'_>, count_out: i32, size_out: i32| {
+            errno(fault(
+                guest::write_u32(&mut c, count_out, 0)
+                    .and_then(|()| guest::write_u32(&mut c, size_out, 0)),
+            ))
+        }
+    );
+    wasi!("args_get", |_c: C<'_>, _pointers: i32, _buffer: i32| {
+        SUCCESS
     });
-    wasi!("args_get", |_c: C<'_>, _pointers: i32, _buffer: i32| SUCCESS);
-    wasi!("fd_write", |mut c: C<'_>, fd: i32, iovs: i32, iovs_len: i32, written_out: i32| {
+    wasi!("fd_write", |mut c: C<'_>,
+                       fd: i32,
+                       iovs: i32,
+                       iovs_len: i32,
+                       written_out: i32| {
         errno(fd_write(&mut c, fd, iovs, iovs_len, written_out))
     });
-    wasi!("fd_read", |_c: C<'_>, _fd: i32, _iovs: i32, _len: i32, _out: i32| ENOSYS);
+    wasi!("fd_read", |_c: C<'_>,
+                      _fd: i32,
+                      _iovs: i32,
+                      _len: i32,
+                      _out: i32| ENOSYS);
     wasi!("fd_close", |_c: C<'_>, _fd: i32| ENOTSUP);
-    wasi!("fd_seek", |_c: C<'_>, _fd: i32, _offset: i64, _whence: i32, _out: i32| ENOTSUP);
+    wasi!("fd_seek", |_c: C<'_>,
+                      _fd: i32,
+                      _offset: i64,
+                      _whence: i32,
+                      _out: i32| ENOTSUP);
     wasi!("fd_fdstat_get", |mut c: C<'_>, fd: i32, out: i32| {
         errno(fd_fdstat_get(&mut c, fd, out))
     });
     // No directories are pre-opened: EBADF ends the guest's pre-open scan.
     wasi!("fd_prestat_get", |_c: C<'_>, _fd: i32, _out: i32| EBADF);
-    wasi!("fd_prestat_dir_name", |_c: C<'_>, _fd: i32, _ptr: i32, _len: i32| EBADF);
+    wasi!(
+        "fd_prestat_dir_name",
+        |_c: C<'_>, _fd: i32, _ptr: i32, _len: i32| EBADF
+    );
     wasi!("sched_yield", |_c: C<'_>| SUCCESS);
-    wasi!("poll_oneoff", |_c: C<'_>, _in: i32, _out: i32, _n: i32, _events_out: i32| ENOTSUP);
-    wasi!("proc_exit", |_c: C<'_>, code: i32| -> wasmtime::Result<()> {
+    wasi!("poll_oneoff", |_c: C<'_>,
+                          _in: i32,
+                          _out: i32,
+                          _n: i32,
+                          _events_out: i32| {
+        ENOTSUP
+    });
+    wasi!("proc_exit", |_c: C<'_>,
+                        code: i32|
+     -> wasmtime::Result<()> {
         // Envoy treats an exiting VM as failed; so does the simulator.
-        Err(wasmtime::Error::msg(format!("guest called proc_exit({code})")))
+        Err(wasmtime::Error::msg(format!(
+            "guest called proc_exit({code})"
+        )))
     });
 
     Ok(())
@@ -149,7 +186,10 @@ fn fd_write(c: &mut C<'_>, fd: i32, iovs: i32, iovs_len: i32, written_out: i32) 
     let mut data = Vec::new();
     for iov in table.chunks_exact(8) {
         let field = |at: usize| -> Result<i32, i32> {
-            let raw: [u8; 4] = iov.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or(EFAULT)?;
+            let raw: [u8; 4] = iov
+                .get(at..at + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(EFAULT)?;
             Ok(i32::from_le_bytes(raw))
         };
         data.extend(fault(guest::read(c, field(0)?, field(4)?))?);

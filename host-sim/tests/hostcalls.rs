@@ -1,5 +1,10 @@
 //! Each host function, exercised by a small hand-written module.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -32,7 +37,11 @@ fn log_lines_carry_level_and_respect_the_configured_level() {
     let mut host = host_with(&w.module(&body), config, 1);
 
     let lines = host.take_logs();
-    assert_eq!(lines.len(), 1, "debug line must be dropped at info: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "debug line must be dropped at info: {lines:?}"
+    );
     assert_eq!(lines[0].level, LogLevel::Warn);
     assert_eq!(lines[0].message, "careful");
     assert_eq!(metric(&host, "status.bad_level"), BAD_ARGUMENT);
@@ -81,7 +90,9 @@ fn a_false_on_configure_fails_the_load_with_its_logs() {
              (i32.const 0))"#,
         why = w.s("bad config: no mode"),
     );
-    let error = Host::load(w.module(&body).as_bytes(), config(), 1).err().unwrap();
+    let error = Host::load(w.module(&body).as_bytes(), config(), 1)
+        .err()
+        .unwrap();
     let text = error.to_string();
     assert!(text.contains("proxy_on_configure returned false"), "{text}");
     assert!(text.contains("bad config: no mode"), "{text}");
@@ -100,10 +111,16 @@ fn unknown_imports_and_missing_exports_are_named() {
     let no_abi = r#"(module (memory (export "memory") 1)
         (func (export "malloc") (param i32) (result i32) (i32.const 64)))"#;
     let error = Host::load(no_abi.as_bytes(), config(), 1).err().unwrap();
-    assert!(error.to_string().contains("proxy_abi_version_0_2_1"), "{error}");
+    assert!(
+        error.to_string().contains("proxy_abi_version_0_2_1"),
+        "{error}"
+    );
 
-    let no_allocator = r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#;
-    let error = Host::load(no_allocator.as_bytes(), config(), 1).err().unwrap();
+    let no_allocator =
+        r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#;
+    let error = Host::load(no_allocator.as_bytes(), config(), 1)
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("malloc"), "{error}");
 }
 
@@ -146,7 +163,12 @@ fn header_maps_are_read_and_edited_as_envoy_does() {
     let request = request(
         "GET",
         "/a?b=c",
-        &[("x-dup", "first"), ("x-dup", "second"), ("x-rep", "old"), ("x-drop", "gone")],
+        &[
+            ("x-dup", "first"),
+            ("x-dup", "second"),
+            ("x-rep", "old"),
+            ("x-drop", "gone"),
+        ],
         &[],
     );
 
@@ -163,15 +185,26 @@ fn header_maps_are_read_and_edited_as_envoy_does() {
     assert_eq!(upstream_header(&exchange, "x-rep").as_deref(), Some("2"));
     assert_eq!(upstream_header(&exchange, "x-drop"), None);
 
-    let added: Vec<&[u8]> = exchange.headers_added.iter().map(|(k, _)| k.as_slice()).collect();
+    let added: Vec<&[u8]> = exchange
+        .headers_added
+        .iter()
+        .map(|(k, _)| k.as_slice())
+        .collect();
     // A replaced value stays in its place; an added one goes last.
     assert_eq!(added, vec![&b"x-rep"[..], b"x-upper"]);
-    let removed: Vec<&[u8]> = exchange.headers_removed.iter().map(|(k, _)| k.as_slice()).collect();
+    let removed: Vec<&[u8]> = exchange
+        .headers_removed
+        .iter()
+        .map(|(k, _)| k.as_slice())
+        .collect();
     assert_eq!(removed, vec![&b"x-rep"[..], b"x-drop"]);
 
     // The serialised map the guest got back has the spec's exact size.
     let upstream = exchange.upstream.as_ref().unwrap();
-    assert_eq!(metric(&host, "pairs_size"), encode_pairs(&upstream.headers).len() as i64);
+    assert_eq!(
+        metric(&host, "pairs_size"),
+        encode_pairs(&upstream.headers).len() as i64
+    );
 }
 
 #[test]
@@ -235,7 +268,9 @@ fn a_request_paused_and_never_resumed_is_reported_as_paused() {
     let body = r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))"#;
     let mut host = host(&w.module(body));
     let exchange = host.handle(0, &get("/"));
-    assert!(matches!(exchange.verdict, Verdict::Paused { ref phase } if phase == "request_headers"));
+    assert!(
+        matches!(exchange.verdict, Verdict::Paused { ref phase } if phase == "request_headers")
+    );
     assert!(exchange.upstream.is_none());
 }
 
@@ -260,7 +295,10 @@ fn local_response_replaces_the_upstream() {
     assert_eq!(reply.status, 403);
     assert_eq!(reply.details, "denied_by_test");
     assert_eq!(reply.body, b"{\"error\":\"nope\"}");
-    assert_eq!(reply.headers, vec![(b"keyhop-reason".to_vec(), b"nope".to_vec())]);
+    assert_eq!(
+        reply.headers,
+        vec![(b"keyhop-reason".to_vec(), b"nope".to_vec())]
+    );
     assert!(exchange.upstream.is_none());
     assert_eq!(exchange.downstream.unwrap().status, 403);
 }
@@ -311,7 +349,10 @@ fn http_call_is_answered_and_resumes_the_request() {
     config.http_answers.insert(
         "authz".to_owned(),
         CallAnswer {
-            headers: vec![(b":status".to_vec(), b"204".to_vec()), (b"x".to_vec(), b"y".to_vec())],
+            headers: vec![
+                (b":status".to_vec(), b"204".to_vec()),
+                (b"x".to_vec(), b"y".to_vec()),
+            ],
             body: b"pong".to_vec(),
             ..CallAnswer::default()
         },
@@ -411,7 +452,10 @@ fn shared_data_is_shared_between_workers_with_envoy_cas() {
     assert_eq!(metric(&host, "status.stale_cas"), CAS_MISMATCH);
     assert_eq!(metric(&host, "status.fresh_cas"), OK);
     assert_eq!(metric(&host, "status.reused_cas"), CAS_MISMATCH);
-    assert_eq!(host.shared().get_data("keyhop", b"replay/nonce").unwrap().0, b"v2");
+    assert_eq!(
+        host.shared().get_data("keyhop", b"replay/nonce").unwrap().0,
+        b"v2"
+    );
 }
 
 #[test]
@@ -443,7 +487,11 @@ fn shared_queues_notify_the_registering_worker() {
     let exchange = host.handle(0, &get("/"));
 
     // Worker 1 registered last, so it owns the queue and is notified.
-    let line = exchange.logs.iter().find(|l| l.message == "hello-queue").unwrap();
+    let line = exchange
+        .logs
+        .iter()
+        .find(|l| l.message == "hello-queue")
+        .unwrap();
     assert_eq!(line.worker, 1);
     assert_eq!(metric(&host, "status.resolve_missing"), NOT_FOUND);
     assert_eq!(metric(&host, "status.enqueue_unknown"), NOT_FOUND);
@@ -518,17 +566,30 @@ fn properties_come_from_request_scenario_and_guest() {
     );
     let mut config = config();
     config.plugin_name = "keyhop-test".to_owned();
-    config.properties.insert("source.address".to_owned(), b"10.0.0.7:5555".to_vec());
-    config.properties.insert("listener_direction".to_owned(), 1i64.to_le_bytes().to_vec());
+    config
+        .properties
+        .insert("source.address".to_owned(), b"10.0.0.7:5555".to_vec());
+    config
+        .properties
+        .insert("listener_direction".to_owned(), 1i64.to_le_bytes().to_vec());
     let mut host = host_with(&w.module(&body), config, 1);
     let mut request = get("/v1/x?y=1");
-    request.properties.insert("filter_state.tenant".to_owned(), b"acme".to_vec());
+    request
+        .properties
+        .insert("filter_state.tenant".to_owned(), b"acme".to_vec());
 
     let exchange = host.handle(0, &request);
 
     assert_eq!(
         logs(&exchange),
-        vec!["keyhop-test", "/v1/x", "y=1", "10.0.0.7:5555", "acme", "set-by-guest"]
+        vec![
+            "keyhop-test",
+            "/v1/x",
+            "y=1",
+            "10.0.0.7:5555",
+            "acme",
+            "set-by-guest"
+        ]
     );
     assert_eq!(metric(&host, "status.missing_property"), NOT_FOUND);
     assert_eq!(metric(&host, "direction"), 1);
@@ -606,7 +667,10 @@ fn wasi_environment_random_and_stdout() {
     );
     let module = w.module(&body);
     let config = keyhop_host_sim::HostConfig {
-        env: vec![("A".to_owned(), "1".to_owned()), ("SECRET".to_owned(), "xyz".to_owned())],
+        env: vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("SECRET".to_owned(), "xyz".to_owned()),
+        ],
         ..config()
     };
     let mut first = host_with(&module, config.clone(), 1);
@@ -630,7 +694,11 @@ fn a_trap_fails_closed_and_the_vm_stays_failed() {
     let mut host = host(&w.module(body));
 
     let first = host.handle(0, &get("/"));
-    let Verdict::Failed { error, local_response } = &first.verdict else {
+    let Verdict::Failed {
+        error,
+        local_response,
+    } = &first.verdict
+    else {
         panic!("expected failure, got {:?}", first.verdict);
     };
     assert!(error.contains("unreachable"), "{error}");
@@ -665,7 +733,10 @@ fn a_looping_guest_runs_out_of_fuel() {
         ..config()
     };
     let mut host = host_with(&w.module(body), config, 1);
-    assert!(matches!(host.handle(0, &get("/")).verdict, Verdict::Failed { .. }));
+    assert!(matches!(
+        host.handle(0, &get("/")).verdict,
+        Verdict::Failed { .. }
+    ));
 }
 
 #[test]
@@ -696,9 +767,15 @@ fn hostile_pointers_get_statuses_not_crashes() {
     let exchange = host.handle(0, &get("/"));
 
     assert_eq!(exchange.verdict, Verdict::Continued);
-    assert_eq!(metric(&host, "status.key_out_of_bounds"), INVALID_MEMORY_ACCESS);
+    assert_eq!(
+        metric(&host, "status.key_out_of_bounds"),
+        INVALID_MEMORY_ACCESS
+    );
     assert_eq!(metric(&host, "status.log_huge"), INVALID_MEMORY_ACCESS);
-    assert_eq!(metric(&host, "status.return_slot_out_of_bounds"), INVALID_MEMORY_ACCESS);
+    assert_eq!(
+        metric(&host, "status.return_slot_out_of_bounds"),
+        INVALID_MEMORY_ACCESS
+    );
     assert_eq!(metric(&host, "status.bad_buffer_type"), BAD_ARGUMENT);
     assert_eq!(metric(&host, "status.bad_stream_type"), BAD_ARGUMENT);
     assert_eq!(metric(&host, "status.unknown_context"), BAD_ARGUMENT);
@@ -718,7 +795,10 @@ fn modules_with_only_malloc_receive_data() {
         path = w.s(":path"),
     );
     let mut host = host(&w.module_with_malloc(&body));
-    assert_eq!(logs(&host.handle(0, &get("/via-malloc"))), vec!["/via-malloc"]);
+    assert_eq!(
+        logs(&host.handle(0, &get("/via-malloc"))),
+        vec!["/via-malloc"]
+    );
 }
 
 #[test]
@@ -759,5 +839,8 @@ fn lifecycle_callbacks_run_in_envoy_order() {
     assert_eq!(host.take_logs().len(), 1, "root context created at start");
     let exchange = host.handle(0, &get("/"));
     assert_eq!(exchange.context_id, 2);
-    assert_eq!(logs(&exchange), vec!["context_create", "request_headers", "log", "done", "delete"]);
+    assert_eq!(
+        logs(&exchange),
+        vec!["context_create", "request_headers", "log", "done", "delete"]
+    );
 }

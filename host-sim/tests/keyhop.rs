@@ -5,7 +5,12 @@
 //! The module comes from `KEYHOP_WASM` (the Makefile sets it to
 //! `target/keyhop.wasm`, built by `scripts/build-wasm.sh`). Unset, these
 //! tests print why and pass without running; set to a missing file, they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -41,9 +46,8 @@ fn compile_keyhop() -> Option<Plugin> {
         eprintln!("skipped: KEYHOP_WASM is not set (build with scripts/build-wasm.sh, then KEYHOP_WASM=target/keyhop.wasm)");
         return None;
     };
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("KEYHOP_WASM={} cannot be read: {e}", path.to_string_lossy())
-    });
+    let wasm = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("KEYHOP_WASM={} cannot be read: {e}", path.to_string_lossy()));
     Some(Plugin::compile(&wasm).unwrap_or_else(|e| panic!("keyhop module does not load: {e}")))
 }
 
@@ -87,7 +91,12 @@ fn hop(forwarded: &Forwarded) -> Request {
 
 fn signed(signer: &mut Host, request: &Request) -> Request {
     let exchange = signer.handle(0, request);
-    assert_eq!(exchange.verdict, Verdict::Continued, "signer: {:?}", exchange.logs);
+    assert_eq!(
+        exchange.verdict,
+        Verdict::Continued,
+        "signer: {:?}",
+        exchange.logs
+    );
     hop(exchange.upstream.as_ref().unwrap())
 }
 
@@ -116,7 +125,10 @@ fn verify_refuses_an_unsigned_request() {
     let exchange = verifier.handle(0, &score_request("{}", &[]));
 
     assert_eq!(denied(&exchange), (401, "missing_signature".to_owned()));
-    assert_eq!(verifier.metrics()["keyhop.verify.deny.missing_signature"].value, 1);
+    assert_eq!(
+        verifier.metrics()["keyhop.verify.deny.missing_signature"].value,
+        1
+    );
 }
 
 #[test]
@@ -126,19 +138,32 @@ fn a_signed_request_is_verified_and_stripped() {
     let mut verifier = start(&plugin, VERIFY_CONFIG, 1);
     let request = score_request(
         r#"{"amount":10}"#,
-        &[("x-api-key", "legacy"), ("keyhop-verified-identity", "spiffe://evil/forged")],
+        &[
+            ("x-api-key", "legacy"),
+            ("keyhop-verified-identity", "spiffe://evil/forged"),
+        ],
     );
 
     let hop_request = signed(&mut signer, &request);
     assert_eq!(header(&hop_request.headers, "x-api-key"), None);
-    assert_eq!(header(&hop_request.headers, "keyhop-identity").as_deref(), Some(PORTAL));
+    assert_eq!(
+        header(&hop_request.headers, "keyhop-identity").as_deref(),
+        Some(PORTAL)
+    );
 
     let exchange = verifier.handle(0, &hop_request);
     assert_eq!(exchange.verdict, Verdict::Continued, "{:?}", exchange.logs);
     let upstream = exchange.upstream.unwrap();
-    assert_eq!(header(&upstream.headers, "keyhop-verified-identity").as_deref(), Some(PORTAL));
+    assert_eq!(
+        header(&upstream.headers, "keyhop-verified-identity").as_deref(),
+        Some(PORTAL)
+    );
     for gone in ["signature", "signature-input", "keyhop-identity"] {
-        assert_eq!(header(&upstream.headers, gone), None, "{gone} must be removed");
+        assert_eq!(
+            header(&upstream.headers, gone),
+            None,
+            "{gone} must be removed"
+        );
     }
     assert_eq!(upstream.body, br#"{"amount":10}"#);
     assert_eq!(verifier.metrics()["keyhop.verify.allow"].value, 1);
@@ -165,7 +190,10 @@ fn a_changed_body_fails_the_digest() {
     let mut hop_request = signed(&mut signer, &score_request(r#"{"amount":10}"#, &[]));
     hop_request.body_chunks = vec![br#"{"amount":99}"#.to_vec()];
 
-    assert_eq!(denied(&verifier.handle(0, &hop_request)), (401, "digest_mismatch".to_owned()));
+    assert_eq!(
+        denied(&verifier.handle(0, &hop_request)),
+        (401, "digest_mismatch".to_owned())
+    );
 }
 
 #[test]

@@ -1,5 +1,10 @@
 //! Scenario files: parsing, running and checking expectations.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -13,7 +18,8 @@ use keyhop_host_sim::{Plugin, Verdict};
 /// otherwise removes it and adds `x-user`; counts both outcomes.
 fn gatekeeper() -> Plugin {
     let mut w = Wat::new();
-    let reply_headers = keyhop_host_sim::abi::encode_pairs(&[(b"x-reason".to_vec(), b"no-auth".to_vec())]);
+    let reply_headers =
+        keyhop_host_sim::abi::encode_pairs(&[(b"x-reason".to_vec(), b"no-auth".to_vec())]);
     let body = format!(
         r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
              (if (call $get_header (i32.const 0) {auth} (i32.const 0) (i32.const 4))
@@ -67,9 +73,17 @@ fn a_scenario_runs_and_its_expectations_hold() {
     let config = scenario.host_config(Vec::new(), &[]).unwrap();
     let outcome = scenario.run(&gatekeeper(), config, None).unwrap();
 
-    assert_eq!(outcome.failed(), 0, "{}", keyhop_host_sim::report::render(&outcome));
+    assert_eq!(
+        outcome.failed(),
+        0,
+        "{}",
+        keyhop_host_sim::report::render(&outcome)
+    );
     assert_eq!(outcome.requests[1].exchange.worker, 1);
-    assert_eq!(outcome.requests[1].exchange.upstream.as_ref().unwrap().body, b"hello");
+    assert_eq!(
+        outcome.requests[1].exchange.upstream.as_ref().unwrap().body,
+        b"hello"
+    );
     assert_eq!(outcome.requests[1].metrics_changed["gate.allowed"], 1);
 }
 
@@ -78,7 +92,10 @@ fn broken_expectations_are_each_reported() {
     let text = SCENARIO
         .replace("\"status\": 401", "\"status\": 403")
         .replace("\"x-user\": \"alice\"", "\"x-user\": \"bob\"")
-        .replace("\"headers_absent\": [\"authorization\"]", "\"headers_absent\": [\"x-user\"]");
+        .replace(
+            "\"headers_absent\": [\"authorization\"]",
+            "\"headers_absent\": [\"x-user\"]",
+        );
     let scenario = Scenario::from_json(&text).unwrap();
     let config = scenario.host_config(Vec::new(), &[]).unwrap();
     let outcome = scenario.run(&gatekeeper(), config, None).unwrap();
@@ -91,7 +108,10 @@ fn broken_expectations_are_each_reported() {
 #[test]
 fn unknown_fields_and_bad_values_are_refused() {
     let typo = r#"{"requests": [{"expect": {"continnued": true}}]}"#;
-    assert!(matches!(Scenario::from_json(typo), Err(ScenarioError::Parse(_))));
+    assert!(matches!(
+        Scenario::from_json(typo),
+        Err(ScenarioError::Parse(_))
+    ));
 
     let bad_base64 = r#"{"requests": [{"body": {"base64": "***"}}]}"#;
     let scenario = Scenario::from_json(bad_base64).unwrap();
@@ -102,8 +122,16 @@ fn unknown_fields_and_bad_values_are_refused() {
 #[test]
 fn cli_env_overrides_the_scenario() {
     let scenario = Scenario::from_json(r#"{"env": {"A": "1", "B": "2"}, "requests": []}"#).unwrap();
-    let config = scenario.host_config(Vec::new(), &[("B".to_owned(), "3".to_owned())]).unwrap();
-    assert_eq!(config.env, vec![("A".to_owned(), "1".to_owned()), ("B".to_owned(), "3".to_owned())]);
+    let config = scenario
+        .host_config(Vec::new(), &[("B".to_owned(), "3".to_owned())])
+        .unwrap();
+    assert_eq!(
+        config.env,
+        vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("B".to_owned(), "3".to_owned())
+        ]
+    );
 }
 
 /// The example scenarios in `host-sim/scenarios/` stay valid: they parse,
@@ -132,7 +160,12 @@ fn shipped_scenarios_hold() {
         let Some(plugin) = &plugin else { continue };
 
         let outcome = scenario.run(plugin, config, None).unwrap();
-        assert_eq!(outcome.failed(), 0, "{name}.json:\n{}", keyhop_host_sim::report::render(&outcome));
+        assert_eq!(
+            outcome.failed(),
+            0,
+            "{name}.json:\n{}",
+            keyhop_host_sim::report::render(&outcome)
+        );
         assert!(outcome
             .requests
             .iter()

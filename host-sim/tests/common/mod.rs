@@ -1,5 +1,11 @@
 //! Helpers for tests that drive the host with small hand-written WAT modules.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use keyhop_host_sim::abi::LogLevel;
 use keyhop_host_sim::{Exchange, Host, HostConfig, Request};
@@ -162,7 +168,12 @@ pub fn metric(host: &Host, name: &str) -> i64 {
     host.metrics()
         .get(name)
         .map(|m| m.value)
-        .unwrap_or_else(|| panic!("metric {name} not defined; have {:?}", host.metrics().keys().collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "metric {name} not defined; have {:?}",
+                host.metrics().keys().collect::<Vec<_>>()
+            )
+        })
 }
 
 pub fn logs(exchange: &Exchange) -> Vec<String> {

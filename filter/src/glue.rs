@@ -26,11 +26,20 @@ use crate::sign;
 use crate::verify::{self, Authentic, Facts, Pending};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None, waiting: Rc::default() }) });
 }}
 
 /// Epoch keys kept per VM: a few epochs for a few key ids and trust domains.
 const KEY_CACHE_ENTRIES: usize = 16;
+
+/// How long a stream waits for the first byte of a body it expects before the filter gives
+/// up with 503. Envoy without `allow_on_headers_stop_iteration` (Istio's WasmPlugin today)
+/// never delivers the body of a paused request; this turns that silent hang into a refusal
+/// that names the cause.
+const BODY_WAIT_MS: u64 = 10_000;
+
+/// Streams paused for a body that has not started to arrive: context id → deadline (ms).
+type Waiting = Rc<RefCell<HashMap<u32, u64>>>;
 
 /// A configured plugin, shared by the root context and every stream of this VM.
 struct Plugin {
@@ -80,6 +89,7 @@ impl Counters {
 
 struct Root {
     plugin: Option<Rc<Plugin>>,
+    waiting: Waiting,
 }
 
 impl Context for Root {}
@@ -112,6 +122,9 @@ impl RootContext for Root {
             }
         };
         log(LogLevel::Info, &format!("keyhop: configured in {mode} mode"));
+        if hostcalls::set_tick_period(std::time::Duration::from_secs(1)).is_err() {
+            log(LogLevel::Warn, "keyhop: no timer; a request whose body never arrives waits for Envoy's timeout");
+        }
         self.plugin = Some(Rc::new(Plugin {
             config,
             counters: Counters::define(mode),
@@ -120,9 +133,40 @@ impl RootContext for Root {
         true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let Some(now) = now_ms() else {
+            return;
+        };
+        let expired: Vec<u32> = {
+            let Ok(mut waiting) = self.waiting.try_borrow_mut() else {
+                return;
+            };
+            let expired = waiting.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| *id).collect();
+            waiting.retain(|_, deadline| *deadline > now);
+            expired
+        };
+        for context_id in expired {
+            log(
+                LogLevel::Error,
+                "keyhop: the request body never reached the filter; set allow_on_headers_stop_iteration: true in the Wasm filter's config",
+            );
+            if let Some(plugin) = &self.plugin {
+                plugin.counters.count("deny", Err(Reason::BodyNotDelivered));
+            }
+            if hostcalls::set_effective_context(context_id).is_ok() {
+                let reason = Reason::BodyNotDelivered;
+                let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
+                let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
+                let _ = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes()));
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Without a configuration the stream still exists, and refuses every request with 503.
         Some(Box::new(Stream {
+            id: context_id,
+            waiting: Rc::clone(&self.waiting),
             plugin: self.plugin.clone(),
             state: State::Headers,
             reply: Reply::Pass,
@@ -160,6 +204,8 @@ enum Reply {
 }
 
 struct Stream {
+    id: u32,
+    waiting: Waiting,
     plugin: Option<Rc<Plugin>>,
     state: State,
     reply: Reply,
@@ -181,6 +227,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_arrived();
         let Some(plugin) = self.plugin.clone() else {
             return self.refuse(None, Reason::Internal);
         };
@@ -202,6 +249,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.body_arrived();
         let Some(plugin) = self.plugin.clone() else {
             return self.refuse(None, Reason::Internal);
         };
@@ -256,7 +304,27 @@ impl HttpContext for Stream {
     }
 }
 
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.body_arrived();
+    }
+}
+
 impl Stream {
+    /// Starts the clock on a body the filter waits for (see [`BODY_WAIT_MS`]).
+    fn wait_for_body(&self) {
+        if let (Some(now), Ok(mut waiting)) = (now_ms(), self.waiting.try_borrow_mut()) {
+            waiting.insert(self.id, now.saturating_add(BODY_WAIT_MS));
+        }
+    }
+
+    /// The body started to arrive, or the stream is gone: stop the clock.
+    fn body_arrived(&self) {
+        if let Ok(mut waiting) = self.waiting.try_borrow_mut() {
+            waiting.remove(&self.id);
+        }
+    }
+
     fn verify_headers(&mut self, plugin: &Plugin, config: &VerifyConfig, end_of_stream: bool) -> Action {
         // The verified-identity header is ours alone: whatever the caller put there goes first.
         if hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.verified_identity_header).is_err() {
@@ -289,6 +357,7 @@ impl Stream {
         if end_of_stream {
             return self.body_complete(plugin, 0);
         }
+        self.wait_for_body();
         Action::Pause
     }
 
@@ -313,6 +382,7 @@ impl Stream {
         if end_of_stream {
             return self.body_complete(plugin, 0);
         }
+        self.wait_for_body();
         Action::Pause
     }
 
@@ -610,6 +680,12 @@ fn peer_uri_san() -> Option<String> {
     let value = hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"]).ok()??;
     let value = String::from_utf8(value).ok()?;
     (!value.is_empty()).then_some(value)
+}
+
+/// The host's clock, in milliseconds since the Unix epoch.
+fn now_ms() -> Option<u64> {
+    let time = hostcalls::get_current_time().ok()?;
+    u64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
 /// The host's clock, in whole seconds since the Unix epoch.

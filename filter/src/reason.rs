@@ -88,11 +88,14 @@ pub enum Reason {
     ResponseBadSignature,
     /// A response body exceeds the configured maximum and cannot be signed or checked.
     ResponseTooLarge,
+    /// The host never handed over the request body (Envoy without
+    /// `allow_on_headers_stop_iteration`): the filter cannot decide.
+    BodyNotDelivered,
 }
 
 impl Reason {
     /// Every reason, for defining counters up front and for tests.
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 41] = [
         Reason::MissingSignature,
         Reason::MalformedSignature,
         Reason::MultipleSignatures,
@@ -133,6 +136,7 @@ impl Reason {
         Reason::ResponseExpired,
         Reason::ResponseBadSignature,
         Reason::ResponseTooLarge,
+        Reason::BodyNotDelivered,
     ];
 
     /// The reason code: stable, lowercase, safe to show to the caller.
@@ -178,6 +182,7 @@ impl Reason {
             Reason::ResponseExpired => "response_expired",
             Reason::ResponseBadSignature => "response_bad_signature",
             Reason::ResponseTooLarge => "response_too_large",
+            Reason::BodyNotDelivered => "body_not_delivered",
         }
     }
 
@@ -198,7 +203,8 @@ impl Reason {
             Reason::ReplayStoreUnavailable
             | Reason::ReplayCacheFull
             | Reason::Internal
-            | Reason::RandomUnavailable => 503,
+            | Reason::RandomUnavailable
+            | Reason::BodyNotDelivered => 503,
             _ => 401,
         }
     }

@@ -50,4 +50,15 @@ fn parallel_replays_of_an_unused_credential_let_exactly_one_through() {
         .count();
     assert_eq!((allowed, replays), (1, COPIES - 1), "{outcomes:?}");
     assert_eq!(topology.risk_api.received().len(), 1);
+
+    // The copies really were spread over both workers (each has its own Wasm VM).
+    let per_worker = topology
+        .partner
+        .stats(&format!("listener.127.0.0.1_{}.worker_", partner.port()))
+        .expect("admin /stats");
+    let busy_workers = per_worker
+        .iter()
+        .filter(|(name, count)| name.ends_with(".downstream_cx_total") && **count > 0)
+        .count();
+    assert_eq!(busy_workers, 2, "{per_worker:?}");
 }

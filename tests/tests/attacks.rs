@@ -7,7 +7,12 @@
 //! `make attack` runs this file with `--nocapture` to print the per-class tables; the
 //! per-attack lines are written to `attacks-*.txt` in the run directory under `.run/`.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod attack_support;
 
@@ -30,11 +35,23 @@ fn report(title: &str, rows: &[Row], file: &std::path::Path, min_attacks: usize)
     let _ = fs::write(file, format!("{text}\n{}\n", details.join("\n")));
     println!("every attack and its outcome: {}", file.display());
 
-    let failures: Vec<String> = rows.iter().filter(|r| !r.judgement.ok()).map(Row::describe).collect();
+    let failures: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.judgement.ok())
+        .map(Row::describe)
+        .collect();
     let classes: BTreeSet<&str> = rows.iter().map(|r| r.class).collect();
-    assert!(failures.is_empty(), "{} attacks or controls went wrong:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} attacks or controls went wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(total.accepted, 0);
-    assert_eq!(total.controls_forwarded, total.controls, "a legitimate variant was refused");
+    assert_eq!(
+        total.controls_forwarded, total.controls,
+        "a legitimate variant was refused"
+    );
     assert!(total.tried >= min_attacks, "only {} attacks", total.tried);
     assert!(classes.len() >= 15, "only {} classes", classes.len());
 }
@@ -59,21 +76,37 @@ fn every_attack_is_refused_by_the_partner_envoy() {
 
     // Nothing refused reached the risk API: it saw only the forwarded requests and the
     // legitimate originals of the replays.
-    let forwarded = rows.iter().filter(|r| matches!(r.outcome, Outcome::Forwarded(_))).count();
-    let originals = rows.iter().filter(|r| r.class == "replay" && (r.name.contains("#0") || r.name.contains("same connection") || r.name.starts_with("replay with"))).count();
+    let forwarded = rows
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Forwarded(_)))
+        .count();
+    let originals = rows
+        .iter()
+        .filter(|r| {
+            r.class == "replay"
+                && (r.name.contains("#0")
+                    || r.name.contains("same connection")
+                    || r.name.starts_with("replay with"))
+        })
+        .count();
     assert_eq!(topology.risk_api.received().len(), forwarded + originals);
 
     // Replays were refused on both of Envoy's worker threads, not only the one that accepted
     // the original: the replay cache is shared.
     let threads = replay_threads(&topology.partner.log());
     println!("replay refusals by Envoy worker thread: {threads:?}");
-    assert!(threads.len() >= 2, "replays were refused on one worker thread only: {threads:?}");
+    assert!(
+        threads.len() >= 2,
+        "replays were refused on one worker thread only: {threads:?}"
+    );
 }
 
 /// The Envoy worker threads (the `[thread]` field of Envoy's log line) that refused a replay.
 fn replay_threads(log: &str) -> BTreeSet<String> {
     log.lines()
-        .filter(|line| line.contains(r#""keyhop":"audit""#) && line.contains(r#""reason":"replay""#))
+        .filter(|line| {
+            line.contains(r#""keyhop":"audit""#) && line.contains(r#""reason":"replay""#)
+        })
         .filter_map(|line| line.split('[').nth(2)?.split(']').next().map(str::to_owned))
         .collect()
 }
@@ -83,15 +116,27 @@ fn every_attack_is_refused_by_the_module_in_the_simulator() {
     envoy::check_prerequisites().expect("the module (KEYHOP_WASM)");
     let wasm = fs::read(envoy::wasm_module()).expect("read the module");
     let secret = random_secret();
-    let mut sim = Sim::start(&wasm, &attack_support::partner_plugin_json(), &secret, unix_now());
+    let mut sim = Sim::start(
+        &wasm,
+        &attack_support::partner_plugin_json(),
+        &secret,
+        unix_now(),
+    );
     let now = sim.now();
 
     let mut gen = Gen::new(&secret, Box::new(move || now));
     let rows = run_catalogue(&mut gen, true, |attack| sim.fire(attack));
 
     let dir = keyhop_e2e::topology::new_run_dir("red-team-sim").expect("run dir");
-    report("keyhop red team — the module under keyhop-host-sim (2 workers)", &rows, &dir.join("attacks-sim.txt"), 250);
-    assert!(rows.iter().all(|r| r.judgement != Judgement::RefusedByEnvoy));
+    report(
+        "keyhop red team — the module under keyhop-host-sim (2 workers)",
+        &rows,
+        &dir.join("attacks-sim.txt"),
+        250,
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.judgement != Judgement::RefusedByEnvoy));
 }
 
 #[test]

@@ -4,7 +4,12 @@
 //! the verifier holds two key ids and callers move from the old one to the new one, plus a
 //! share signed by the portal's own Envoy.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod attack_support;
 
@@ -16,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use attack_support::envoy_run::{delivered, Conn};
 use attack_support::mint::{random_secret, unix_now, Signer};
-use attack_support::{rotation_plugin_json, with_inline_env, with_plugin_json, HOP_SECONDS, PORTAL_WEB, REPORT_JOB};
+use attack_support::{
+    rotation_plugin_json, with_inline_env, with_plugin_json, HOP_SECONDS, PORTAL_WEB, REPORT_JOB,
+};
 use keyhop_e2e::http::Request;
 use keyhop_e2e::{Echo, Options, Topology};
 
@@ -132,7 +139,8 @@ fn ten_thousand_signed_calls_across_epochs_skew_and_rotation_are_all_accepted() 
         let mut conn = Conn::open(portal).expect("connect to the portal");
         for i in 0..PORTAL_CALLS {
             pace(start, i, PORTAL_CALLS);
-            let request = Request::post_json("/v1/risk/score?via=portal", &format!(r#"{{"amount":{i}}}"#));
+            let request =
+                Request::post_json("/v1/risk/score?via=portal", &format!(r#"{{"amount":{i}}}"#));
             let response = match conn.send(&request) {
                 Ok(response) => response,
                 Err(_) => {
@@ -142,7 +150,12 @@ fn ten_thousand_signed_calls_across_epochs_skew_and_rotation_are_all_accepted() 
             };
             if response.status != 200 {
                 let mut seen = portal_seen.lock().unwrap();
-                seen.failures.push(format!("portal call {i}: {} {:?} {}", response.status, response.reason(), response.text()));
+                seen.failures.push(format!(
+                    "portal call {i}: {} {:?} {}",
+                    response.status,
+                    response.reason(),
+                    response.text()
+                ));
             }
         }
     }));
@@ -163,9 +176,17 @@ fn ten_thousand_signed_calls_across_epochs_skew_and_rotation_are_all_accepted() 
         seen.failures.len()
     );
 
-    assert!(seen.failures.is_empty(), "legitimate calls refused:\n{}", seen.failures.join("\n"));
+    assert!(
+        seen.failures.is_empty(),
+        "legitimate calls refused:\n{}",
+        seen.failures.join("\n")
+    );
     assert!(total >= 10_000);
-    assert!(seen.epochs.len() >= 4, "only {} key epochs crossed", seen.epochs.len());
+    assert!(
+        seen.epochs.len() >= 4,
+        "only {} key epochs crossed",
+        seen.epochs.len()
+    );
     assert_eq!(seen.key_ids.len(), 2);
     assert_eq!(seen.offsets.len(), OFFSETS.len());
     assert_eq!(topology.risk_api.received().len(), total);

@@ -17,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
     if let Err(error) = Config::from_json(data, &env) {
         // A JSON key that is itself empty is the one case where the field's name is "".
         let empty_key = error.message.contains("field ``");
-        assert!(!error.field.is_empty() || empty_key, "a refusal without a field: {error:?}");
-        assert!(!error.message.contains(SECRET), "a refusal quotes the secret");
+        assert!(
+            !error.field.is_empty() || empty_key,
+            "a refusal without a field: {error:?}"
+        );
+        assert!(
+            !error.message.contains(SECRET),
+            "a refusal quotes the secret"
+        );
     }
 });

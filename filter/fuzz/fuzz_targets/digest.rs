@@ -18,7 +18,13 @@ fuzz_target!(|data: &[u8]| {
         // Whatever was accepted must name this digest: flipping one bit of it must fail.
         let mut other = digest;
         other[0] ^= 1;
-        assert!(check(Some(field), &other).is_err(), "{field:?} accepted for two digests");
+        assert!(
+            check(Some(field), &other).is_err(),
+            "{field:?} accepted for two digests"
+        );
     }
-    assert_eq!(check(Some(field_value(&digest).as_bytes()), &digest), Ok(()));
+    assert_eq!(
+        check(Some(field_value(&digest).as_bytes()), &digest),
+        Ok(())
+    );
 });

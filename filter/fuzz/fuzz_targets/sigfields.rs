@@ -11,8 +11,14 @@ fuzz_target!(|data: &[u8]| {
         let again = format!("{}={}", input.label, input.signature_params);
         match parse_signature_input(again.as_bytes()) {
             Ok(reparsed) => {
-                assert_eq!(reparsed.components, input.components, "components change on reparse");
-                assert_eq!(reparsed.signature_params, input.signature_params, "serialisation is not stable");
+                assert_eq!(
+                    reparsed.components, input.components,
+                    "components change on reparse"
+                );
+                assert_eq!(
+                    reparsed.signature_params, input.signature_params,
+                    "serialisation is not stable"
+                );
             }
             Err(reason) => panic!("canonical form {again:?} does not parse: {reason:?}"),
         }
@@ -20,11 +26,12 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(bytes) = parse_signature(data, "keyhop") {
         // Only the canonical form is accepted, so the bytes determine the field.
-        let canonical = format!(
-            "keyhop=:{}:",
-            base64_standard(&bytes)
+        let canonical = format!("keyhop=:{}:", base64_standard(&bytes));
+        assert_eq!(
+            data.trim_ascii(),
+            canonical.as_bytes(),
+            "a non-canonical signature was accepted"
         );
-        assert_eq!(data.trim_ascii(), canonical.as_bytes(), "a non-canonical signature was accepted");
     }
 });
 
@@ -33,7 +40,11 @@ fn base64_standard(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -57,7 +57,13 @@ fn fixture() -> &'static Fixture {
 }
 
 fn signed_fields(config: &SignConfig) -> Vec<(String, Vec<u8>)> {
-    let request = Request { method: "POST", scheme: "http", authority: AUTHORITY, path_and_query: PATH, headers: &[] };
+    let request = Request {
+        method: "POST",
+        scheme: "http",
+        authority: AUTHORITY,
+        path_and_query: PATH,
+        headers: &[],
+    };
     let mut keys = EpochKeyCache::new(2);
     let Ok(signed) = sign::sign(config, &mut keys, &request, BODY, NOW, &[7u8; 16]) else {
         panic!("sign");
@@ -68,14 +74,22 @@ fn signed_fields(config: &SignConfig) -> Vec<(String, Vec<u8>)> {
         (":path".into(), PATH.as_bytes().to_vec()),
         ("content-digest".into(), signed.content_digest.into_bytes()),
         ("keyhop-identity".into(), signed.identity.into_bytes()),
-        ("signature-input".into(), signed.signature_input.into_bytes()),
+        (
+            "signature-input".into(),
+            signed.signature_input.into_bytes(),
+        ),
         ("signature".into(), signed.signature.into_bytes()),
         ("content-type".into(), b"application/json".to_vec()),
     ]
 }
 
 /// One field, kept, replaced, flipped, extended, dropped or doubled by the fuzzer.
-fn mutate(u: &mut Unstructured<'_>, name: &str, value: &[u8], out: &mut Vec<(String, Vec<u8>)>) -> ArbitraryResult<()> {
+fn mutate(
+    u: &mut Unstructured<'_>,
+    name: &str,
+    value: &[u8],
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> ArbitraryResult<()> {
     match u.int_in_range(0u8..=9)? {
         0..=4 => out.push((name.to_string(), value.to_vec())),
         5 => out.push((name.to_string(), u.arbitrary::<Vec<u8>>()?)),
@@ -110,7 +124,11 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
     for (name, value) in &fixture.fields {
         mutate(&mut u, name, value, &mut fields)?;
     }
-    let body = if u.ratio(1u8, 8)? { u.arbitrary::<Vec<u8>>()? } else { BODY.to_vec() };
+    let body = if u.ratio(1u8, 8)? {
+        u.arbitrary::<Vec<u8>>()?
+    } else {
+        BODY.to_vec()
+    };
 
     let text = |name: &str| -> String {
         fields
@@ -120,8 +138,18 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
             .unwrap_or_default()
     };
     let (method, authority, path) = (text(":method"), text(":authority"), text(":path"));
-    let headers: Vec<Header> = fields.iter().filter(|(n, _)| !n.starts_with(':')).cloned().collect();
-    let request = Request { method: &method, scheme: "http", authority: &authority, path_and_query: &path, headers: &headers };
+    let headers: Vec<Header> = fields
+        .iter()
+        .filter(|(n, _)| !n.starts_with(':'))
+        .cloned()
+        .collect();
+    let request = Request {
+        method: &method,
+        scheme: "http",
+        authority: &authority,
+        path_and_query: &path,
+        headers: &headers,
+    };
 
     let store = MemoryStore::default();
     if fixture.verify.replay.init(&store).is_err() {
@@ -132,7 +160,14 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
         return Ok(());
     };
     let mut keys = EpochKeyCache::new(2);
-    let Ok(verified) = verify::finish(&fixture.verify, &mut keys, &pending, &request, &body, &store) else {
+    let Ok(verified) = verify::finish(
+        &fixture.verify,
+        &mut keys,
+        &pending,
+        &request,
+        &body,
+        &store,
+    ) else {
         return Ok(());
     };
 
@@ -142,11 +177,22 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
     assert_eq!(path, PATH);
     assert_eq!(body, BODY);
     assert_eq!(verified.identity, IDENTITY);
-    let identities: Vec<&Vec<u8>> = headers.iter().filter(|(n, _)| n == "keyhop-identity").map(|(_, v)| v).collect();
+    let identities: Vec<&Vec<u8>> = headers
+        .iter()
+        .filter(|(n, _)| n == "keyhop-identity")
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(identities.len(), 1);
 
     // And only once.
-    let again = verify::finish(&fixture.verify, &mut keys, &pending, &request, &body, &store);
+    let again = verify::finish(
+        &fixture.verify,
+        &mut keys,
+        &pending,
+        &request,
+        &body,
+        &store,
+    );
     assert!(again.is_err(), "accepted twice");
     Ok(())
 }

@@ -25,7 +25,10 @@ const CLIENTS: usize = 4;
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() -> ExitCode {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let seconds = args.first().copied().unwrap_or(120).max(10);
     let rate = args.get(1).copied().unwrap_or(200).max(1);
     let every = args.get(2).copied().unwrap_or(10).max(1);
@@ -75,15 +78,21 @@ fn soak(seconds: u64, rate: u64, every: u64) -> io::Result<bool> {
         .collect();
 
     let mut samples = Vec::new();
-    println!("\n{:>6} {:>9} {:>7} {:>8} {:>11} {:>11} {:>11} {:>12}", "t (s)", "calls ok", "refused", "req/s", "RSS MiB", "heap MiB", "alloc MiB", "wasm MiB");
+    println!(
+        "\n{:>6} {:>9} {:>7} {:>8} {:>11} {:>11} {:>11} {:>12}",
+        "t (s)", "calls ok", "refused", "req/s", "RSS MiB", "heap MiB", "alloc MiB", "wasm MiB"
+    );
     let end = start + Duration::from_secs(seconds);
     let mut next = start;
     loop {
         let now = Instant::now();
         if now >= next {
             let sample = sample(&topology, pid, start, &ok, &refused)?;
-            let previous = samples.last().map_or((Duration::ZERO, 0), |s: &Sample| (s.at, s.ok));
-            let rps = (sample.ok - previous.1) as f64 / (sample.at - previous.0).as_secs_f64().max(0.001);
+            let previous = samples
+                .last()
+                .map_or((Duration::ZERO, 0), |s: &Sample| (s.at, s.ok));
+            let rps =
+                (sample.ok - previous.1) as f64 / (sample.at - previous.0).as_secs_f64().max(0.001);
             println!(
                 "{:>6.0} {:>9} {:>7} {:>8.0} {:>11.1} {:>11.1} {:>11.1} {:>12.1}",
                 sample.at.as_secs_f64(),
@@ -102,7 +111,11 @@ fn soak(seconds: u64, rate: u64, every: u64) -> io::Result<bool> {
         if now >= end {
             break;
         }
-        thread::sleep(next.min(end).saturating_duration_since(Instant::now()).min(Duration::from_millis(500)));
+        thread::sleep(
+            next.min(end)
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500)),
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for client in clients {
@@ -111,10 +124,18 @@ fn soak(seconds: u64, rate: u64, every: u64) -> io::Result<bool> {
     let last = sample(&topology, pid, start, &ok, &refused)?;
 
     // Warm-up: the first sample after the replay cache has cycled once (30 s), else the second.
-    let base = samples.iter().find(|s| s.at >= Duration::from_secs(30)).or_else(|| samples.get(1)).unwrap_or(&last);
+    let base = samples
+        .iter()
+        .find(|s| s.at >= Duration::from_secs(30))
+        .or_else(|| samples.get(1))
+        .unwrap_or(&last);
     let grew = |name: &str, from: u64, to: u64| -> bool {
         let delta = to as f64 - from as f64;
-        let pct = if from > 0 { 100.0 * delta / from as f64 } else { 0.0 };
+        let pct = if from > 0 {
+            100.0 * delta / from as f64
+        } else {
+            0.0
+        };
         let flat = delta <= 8.0 * MIB || pct <= 10.0;
         println!(
             "{name:<26} {:>8.1} MiB at {:>4.0} s → {:>8.1} MiB at end: {:+.1} MiB ({pct:+.1} %) {}",
@@ -134,11 +155,26 @@ fn soak(seconds: u64, rate: u64, every: u64) -> io::Result<bool> {
     growth |= grew("partner Wasm linear memory", base.wasm, last.wasm);
 
     let healthy = last.refused == 0 && last.ok > 0 && !growth;
-    println!("{}", if healthy { "soak: OK, memory flat" } else { "soak: FAILED" });
+    println!(
+        "{}",
+        if healthy {
+            "soak: OK, memory flat"
+        } else {
+            "soak: FAILED"
+        }
+    );
     Ok(healthy)
 }
 
-fn load(addr: SocketAddr, client: usize, interval: Duration, start: Instant, ok: &AtomicUsize, refused: &AtomicUsize, stop: &AtomicBool) {
+fn load(
+    addr: SocketAddr,
+    client: usize,
+    interval: Duration,
+    start: Instant,
+    ok: &AtomicUsize,
+    refused: &AtomicUsize,
+    stop: &AtomicBool,
+) {
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut i: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -166,7 +202,11 @@ fn load(addr: SocketAddr, client: usize, interval: Duration, start: Instant, ok:
     }
 }
 
-fn send(conn: &mut Option<(TcpStream, BufReader<TcpStream>)>, addr: SocketAddr, request: &Request) -> io::Result<Response> {
+fn send(
+    conn: &mut Option<(TcpStream, BufReader<TcpStream>)>,
+    addr: SocketAddr,
+    request: &Request,
+) -> io::Result<Response> {
     for _ in 0..2 {
         if conn.is_none() {
             let stream = TcpStream::connect(addr)?;
@@ -175,7 +215,9 @@ fn send(conn: &mut Option<(TcpStream, BufReader<TcpStream>)>, addr: SocketAddr, 
             let reader = BufReader::new(stream.try_clone()?);
             *conn = Some((stream, reader));
         }
-        let Some((stream, reader)) = conn.as_mut() else { continue };
+        let Some((stream, reader)) = conn.as_mut() else {
+            continue;
+        };
         let sent = stream.write_all(&request.to_bytes());
         match sent.and_then(|()| http::read_response(reader, &request.method)) {
             Ok(Some(response)) => return Ok(response),
@@ -186,10 +228,20 @@ fn send(conn: &mut Option<(TcpStream, BufReader<TcpStream>)>, addr: SocketAddr, 
     Err(io::Error::other("no response"))
 }
 
-fn sample(topology: &Topology, pid: u32, start: Instant, ok: &AtomicUsize, refused: &AtomicUsize) -> io::Result<Sample> {
+fn sample(
+    topology: &Topology,
+    pid: u32,
+    start: Instant,
+    ok: &AtomicUsize,
+    refused: &AtomicUsize,
+) -> io::Result<Sample> {
     let memory = topology.partner.admin_get("/memory")?;
     let json: serde_json::Value = serde_json::from_slice(&memory.body).map_err(io::Error::other)?;
-    let number = |key: &str| json.get(key).and_then(|v| v.as_str()?.parse().ok().or(v.as_u64())).unwrap_or(0);
+    let number = |key: &str| {
+        json.get(key)
+            .and_then(|v| v.as_str()?.parse().ok().or(v.as_u64()))
+            .unwrap_or(0)
+    };
     let (rss, wasm) = process_memory(pid);
     Ok(Sample {
         at: start.elapsed(),
@@ -214,11 +266,18 @@ fn process_memory(pid: u32) -> (u64, u64) {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+            else {
+                continue;
+            };
             maps.push((start, end, fields.next().unwrap_or_default().to_owned(), 0));
         } else if first == "Rss:" {
             if let Some(last) = maps.last_mut() {
-                last.3 = fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
+                last.3 = fields
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024;
             }
         }
     }
@@ -226,10 +285,11 @@ fn process_memory(pid: u32) -> (u64, u64) {
     let wasm = maps
         .windows(2)
         .filter_map(|pair| match pair {
-            [memory, reserve] if reserve.2 == "---p"
-                && reserve.1.saturating_sub(reserve.0) >= 4 << 30
-                && memory.1 == reserve.0
-                && memory.2.starts_with("rw") =>
+            [memory, reserve]
+                if reserve.2 == "---p"
+                    && reserve.1.saturating_sub(reserve.0) >= 4 << 30
+                    && memory.1 == reserve.0
+                    && memory.2.starts_with("rw") =>
             {
                 Some(memory.1.saturating_sub(memory.0))
             }
@@ -245,6 +305,8 @@ fn pid_of(config: &std::path::Path) -> Option<u32> {
     fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline).contains(&needle).then_some(pid)
+        String::from_utf8_lossy(&cmdline)
+            .contains(&needle)
+            .then_some(pid)
     })
 }

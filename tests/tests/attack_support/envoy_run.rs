@@ -74,7 +74,11 @@ pub fn delivered(echo: &Echo) -> Delivered {
         method: echo.method.clone(),
         target: echo.target.clone(),
         body: echo.body.clone().into_bytes(),
-        verified: echo.header_all(keyhop_e2e::VERIFIED_IDENTITY_HEADER).iter().map(|v| (*v).to_owned()).collect(),
+        verified: echo
+            .header_all(keyhop_e2e::VERIFIED_IDENTITY_HEADER)
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect(),
         leaked: ["signature", "signature-input", "keyhop-identity"]
             .iter()
             .filter(|name| !echo.header_all(name).is_empty())
@@ -97,7 +101,10 @@ pub fn fire(addr: SocketAddr, attack: &Attack) -> Outcome {
         let response = exchange(addr, request.to_bytes(), &request.method);
         assert_prelude_forwarded(attack, response);
     }
-    let bytes = attack.raw.clone().unwrap_or_else(|| attack.request.to_bytes());
+    let bytes = attack
+        .raw
+        .clone()
+        .unwrap_or_else(|| attack.request.to_bytes());
     outcome_of(exchange(addr, bytes, &attack.request.method))
 }
 
@@ -112,16 +119,28 @@ fn assert_prelude_forwarded(attack: &Attack, response: io::Result<Response>) {
 }
 
 /// Builds every class just before firing it, fires each attack with `fire_one`, and judges.
-pub fn run_catalogue(gen: &mut Gen, skip_envoy_only: bool, mut fire_one: impl FnMut(&Attack) -> Option<Outcome>) -> Vec<Row> {
+pub fn run_catalogue(
+    gen: &mut Gen,
+    skip_envoy_only: bool,
+    mut fire_one: impl FnMut(&Attack) -> Option<Outcome>,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for (_, build) in classes() {
         for attack in build(gen) {
             if skip_envoy_only && attack.envoy_only {
                 continue;
             }
-            let Some(outcome) = fire_one(&attack) else { continue };
+            let Some(outcome) = fire_one(&attack) else {
+                continue;
+            };
             let judgement = judge(&attack, &outcome);
-            rows.push(Row { class: attack.class, name: attack.name.clone(), control: attack.is_control(), outcome, judgement });
+            rows.push(Row {
+                class: attack.class,
+                name: attack.name.clone(),
+                control: attack.is_control(),
+                outcome,
+                judgement,
+            });
         }
     }
     rows

@@ -86,7 +86,10 @@ impl Signer {
             Ok(Config::Sign(config)) => config,
             other => panic!("sign config for {self:?}: {other:?}"),
         };
-        Minter { config, keys: EpochKeyCache::new(8) }
+        Minter {
+            config,
+            keys: EpochKeyCache::new(8),
+        }
     }
 }
 
@@ -109,8 +112,15 @@ impl Minter {
             path_and_query: &request.target,
             headers: &[],
         };
-        let signed = sign::sign(&self.config, &mut self.keys, &view, &request.body, created, nonce)
-            .unwrap_or_else(|reason| panic!("the filter's signer refused: {reason:?}"));
+        let signed = sign::sign(
+            &self.config,
+            &mut self.keys,
+            &view,
+            &request.body,
+            created,
+            nonce,
+        )
+        .unwrap_or_else(|reason| panic!("the filter's signer refused: {reason:?}"));
 
         let mut out = request.clone();
         out.raw.clear();

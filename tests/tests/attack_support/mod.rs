@@ -29,7 +29,9 @@ pub const HOP_SECONDS: u64 = 5;
 pub fn partner_plugin_json() -> String {
     let yaml = envoy::read_config("partner-ingress.yaml").expect("envoy/partner-ingress.yaml");
     let (_, after) = yaml.split_once("value: |\n").expect("a `value: |` block");
-    let (block, _) = after.split_once("vm_config:").expect("`vm_config:` after the block");
+    let (block, _) = after
+        .split_once("vm_config:")
+        .expect("`vm_config:` after the block");
     let json: String = block.lines().map(str::trim).collect::<Vec<_>>().join("\n");
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("the block is JSON");
     assert_eq!(parsed["mode"], "verify");
@@ -40,21 +42,32 @@ pub fn partner_plugin_json() -> String {
 /// indented as the block it replaces.
 pub fn with_plugin_json(yaml: &str, json: &str) -> String {
     let (head, after) = yaml.split_once("value: |\n").expect("a `value: |` block");
-    let (block, tail) = after.split_once("vm_config:").expect("`vm_config:` after the block");
+    let (block, tail) = after
+        .split_once("vm_config:")
+        .expect("`vm_config:` after the block");
     let indent: String = block.chars().take_while(|c| *c == ' ').collect();
     let vm_indent = block.lines().last().unwrap_or_default();
     let body: Vec<String> = json.lines().map(|line| format!("{indent}{line}")).collect();
-    format!("{head}value: |\n{}\n{vm_indent}vm_config:{tail}", body.join("\n"))
+    format!(
+        "{head}value: |\n{}\n{vm_indent}vm_config:{tail}",
+        body.join("\n")
+    )
 }
 
 /// Adds inline VM environment variables (Envoy `environment_variables.key_values`) next to
 /// the `host_env_keys` of a rendered config: a second root secret for a rotation test.
 pub fn with_inline_env(yaml: &str, vars: &[(&str, &str)]) -> String {
     let marker = "host_env_keys: [\"KEYHOP_PORTAL_SECRET\"]";
-    let line = yaml.lines().find(|l| l.contains(marker)).expect("host_env_keys in the config");
+    let line = yaml
+        .lines()
+        .find(|l| l.contains(marker))
+        .expect("host_env_keys in the config");
     let indent: String = line.chars().take_while(|c| *c == ' ').collect();
     let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
-    yaml.replace(marker, &format!("{marker}\n{indent}key_values: {{ {} }}", pairs.join(", ")))
+    yaml.replace(
+        marker,
+        &format!("{marker}\n{indent}key_values: {{ {} }}", pairs.join(", ")),
+    )
 }
 
 /// The partner's documented plugin configuration with a second key, as during a rotation:

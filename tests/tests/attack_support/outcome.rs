@@ -30,7 +30,10 @@ pub struct Expect {
 impl Expect {
     /// Refused by the filter with `status` and `code`.
     pub fn refuse(status: u16, code: &'static str) -> Expect {
-        Expect { refusals: vec![Refusal::Filter(status, code)], ..Expect::default() }
+        Expect {
+            refusals: vec![Refusal::Filter(status, code)],
+            ..Expect::default()
+        }
     }
 
     /// Also acceptable: the filter refusing with `status` and `code`.
@@ -41,7 +44,8 @@ impl Expect {
 
     /// Also acceptable: Envoy refusing before the filter with one of `statuses` (0: closed).
     pub fn or_envoy(mut self, statuses: &[u16]) -> Expect {
-        self.refusals.extend(statuses.iter().map(|s| Refusal::Envoy(*s)));
+        self.refusals
+            .extend(statuses.iter().map(|s| Refusal::Envoy(*s)));
         self
     }
 
@@ -54,12 +58,19 @@ impl Expect {
     /// Only acceptable: the application receives exactly what was signed (a spoofed header
     /// stripped on the way).
     pub fn neutralised() -> Expect {
-        Expect { equivalent_ok: true, ..Expect::default() }
+        Expect {
+            equivalent_ok: true,
+            ..Expect::default()
+        }
     }
 
     /// A legitimate variant: it must be forwarded as signed.
     pub fn control() -> Expect {
-        Expect { equivalent_ok: true, must_forward: true, ..Expect::default() }
+        Expect {
+            equivalent_ok: true,
+            must_forward: true,
+            ..Expect::default()
+        }
     }
 }
 
@@ -104,7 +115,13 @@ pub struct Attack {
 }
 
 impl Attack {
-    pub fn new(class: &'static str, name: impl Into<String>, request: Request, signed: Signed, expect: Expect) -> Attack {
+    pub fn new(
+        class: &'static str,
+        name: impl Into<String>,
+        request: Request,
+        signed: Signed,
+        expect: Expect,
+    ) -> Attack {
         Attack {
             class,
             name: name.into(),
@@ -217,7 +234,10 @@ pub fn judge(attack: &Attack, outcome: &Outcome) -> Judgement {
             }
         }
         Outcome::Envoy(status) => {
-            let listed = expect.refusals.iter().any(|r| matches!(r, Refusal::Envoy(s) if s == status));
+            let listed = expect
+                .refusals
+                .iter()
+                .any(|r| matches!(r, Refusal::Envoy(s) if s == status));
             if listed {
                 Judgement::RefusedByEnvoy
             } else {
@@ -251,13 +271,18 @@ pub struct Row {
 impl Row {
     pub fn describe(&self) -> String {
         let outcome = match &self.outcome {
-            Outcome::Forwarded(d) => format!("forwarded {} {} as {:?}", d.method, d.target, d.verified),
+            Outcome::Forwarded(d) => {
+                format!("forwarded {} {} as {:?}", d.method, d.target, d.verified)
+            }
             Outcome::Filter(status, code) => format!("filter {status} {code}"),
             Outcome::Envoy(0) => "envoy closed the connection".to_owned(),
             Outcome::Envoy(status) => format!("envoy {status}"),
             Outcome::Broken(why) => format!("BROKEN {why}"),
         };
-        format!("{:<22} {:<58} {:?}: {outcome}", self.class, self.name, self.judgement)
+        format!(
+            "{:<22} {:<58} {:?}: {outcome}",
+            self.class, self.name, self.judgement
+        )
     }
 }
 
@@ -312,7 +337,11 @@ pub fn table(title: &str, rows: &[Row]) -> (String, Tally) {
     for class in order {
         let t = &classes[class];
         let refused = t.by_filter + t.by_envoy + t.neutralised;
-        let controls = if t.controls > 0 { format!("{}/{}", t.controls_forwarded, t.controls) } else { "-".to_owned() };
+        let controls = if t.controls > 0 {
+            format!("{}/{}", t.controls_forwarded, t.controls)
+        } else {
+            "-".to_owned()
+        };
         let _ = writeln!(
             out,
             "{:<22} {:>6} {:>8} {:>8} {:>8} {:>9} {:>11} {:>9}",

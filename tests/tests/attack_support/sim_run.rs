@@ -18,15 +18,20 @@ impl Sim {
     /// Starts the module in `wasm` with the documented verifier configuration and `secret`,
     /// on two workers, its clock at `now` (Unix seconds).
     pub fn start(wasm: &[u8], plugin_json: &str, secret: &str, now: i64) -> Sim {
-        let plugin = Plugin::compile(wasm).unwrap_or_else(|e| panic!("keyhop module does not load in the simulator: {e}"));
+        let plugin = Plugin::compile(wasm)
+            .unwrap_or_else(|e| panic!("keyhop module does not load in the simulator: {e}"));
         let config = HostConfig {
             plugin_configuration: plugin_json.as_bytes().to_vec(),
-            env: vec![(keyhop_e2e::topology::SECRET_ENV.to_owned(), secret.to_owned())],
+            env: vec![(
+                keyhop_e2e::topology::SECRET_ENV.to_owned(),
+                secret.to_owned(),
+            )],
             log_level: LogLevel::Info,
             clock_start_nanos: u64::try_from(now).unwrap_or_default() * 1_000_000_000,
             ..HostConfig::default()
         };
-        let host = Host::start(&plugin, config, 2).unwrap_or_else(|e| panic!("keyhop did not start in the simulator: {e}"));
+        let host = Host::start(&plugin, config, 2)
+            .unwrap_or_else(|e| panic!("keyhop did not start in the simulator: {e}"));
         Sim { host }
     }
 
@@ -49,7 +54,11 @@ impl Sim {
                 attack.name
             );
         }
-        Some(outcome_of(&self.host.handle(attack.sim_worker, &to_sim(&attack.request))))
+        Some(outcome_of(
+            &self
+                .host
+                .handle(attack.sim_worker, &to_sim(&attack.request)),
+        ))
     }
 }
 
@@ -68,8 +77,16 @@ pub fn to_sim(request: &Request) -> SimRequest {
             headers.push((name.to_ascii_lowercase().into_bytes(), value.clone()));
         }
     }
-    let body_chunks = if request.body.is_empty() { Vec::new() } else { vec![request.body.clone()] };
-    SimRequest { headers, body_chunks, ..SimRequest::default() }
+    let body_chunks = if request.body.is_empty() {
+        Vec::new()
+    } else {
+        vec![request.body.clone()]
+    };
+    SimRequest {
+        headers,
+        body_chunks,
+        ..SimRequest::default()
+    }
 }
 
 fn header(pairs: &[(Vec<u8>, Vec<u8>)], name: &str) -> Vec<String> {
@@ -87,7 +104,12 @@ pub fn outcome_of(exchange: &Exchange) -> Outcome {
             let Some(upstream) = &exchange.upstream else {
                 return Outcome::Broken("continued without an upstream request".to_owned());
             };
-            let first = |name: &str| header(&upstream.headers, name).into_iter().next().unwrap_or_default();
+            let first = |name: &str| {
+                header(&upstream.headers, name)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+            };
             Outcome::Forwarded(Delivered {
                 method: first(":method"),
                 target: first(":path"),
@@ -100,10 +122,17 @@ pub fn outcome_of(exchange: &Exchange) -> Outcome {
                     .collect(),
             })
         }
-        Verdict::LocalResponse(reply) => match header(&reply.headers, "keyhop-reason").into_iter().next() {
-            Some(reason) => Outcome::Filter(u16::try_from(reply.status).unwrap_or_default(), reason),
-            None => Outcome::Broken(format!("local reply {} without keyhop-reason", reply.status)),
-        },
+        Verdict::LocalResponse(reply) => {
+            match header(&reply.headers, "keyhop-reason").into_iter().next() {
+                Some(reason) => {
+                    Outcome::Filter(u16::try_from(reply.status).unwrap_or_default(), reason)
+                }
+                None => Outcome::Broken(format!(
+                    "local reply {} without keyhop-reason",
+                    reply.status
+                )),
+            }
+        }
         Verdict::Paused { phase } => Outcome::Broken(format!("stalled in {phase}")),
         Verdict::Reset => Outcome::Broken("stream reset".to_owned()),
         Verdict::Failed { error, .. } => Outcome::Broken(format!("module failed: {error}")),

@@ -143,3 +143,212 @@ fn every_attack_is_refused_by_the_module_in_the_simulator() {
 fn the_catalogue_has_at_least_fifteen_classes() {
     assert!(classes().len() >= 15);
 }
+
+/// Rewrites the portal's partner cluster to send to `port` (the response relay) instead.
+fn point_partner_cluster_at(yaml: &str, port: u16) -> String {
+    let (head, clusters) = yaml.split_once("clusters:").expect("a clusters section");
+    let at = clusters.find("port_value: ").expect("a cluster port") + "port_value: ".len();
+    let (before, after) = clusters.split_at(at);
+    let rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    format!("{head}clusters:{before}{port}{rest}")
+}
+
+/// Signed responses: with `sign_responses` on the partner and `verify_responses` on the
+/// portal, an on-path attacker who rewrites, strips, forges or swaps the partner's responses
+/// gets a 502 from the portal instead of reaching the application.
+#[test]
+fn every_forged_response_is_refused_by_the_portal() {
+    use attack_support::relay::{rebuild, Relay, Rewrite};
+    use keyhop_e2e::http::Response;
+    use keyhop_e2e::Request;
+
+    let relay = Relay::start().expect("relay");
+    let relay_port = relay.addr().port();
+    let mut options = Options::new("red-team-responses");
+    options.edit_partner = Some(Box::new(|yaml| {
+        yaml.replacen(
+            r#""mode": "verify","#,
+            r#""mode": "verify", "sign_responses": true,"#,
+            1,
+        )
+    }));
+    options.edit_portal = Some(Box::new(move |yaml| {
+        let yaml = yaml.replace(
+            r#""mode": "sign","#,
+            r#""mode": "sign", "verify_responses": ["/v1/risk/"],"#,
+        );
+        point_partner_cluster_at(&yaml, relay_port)
+    }));
+    let topology = Topology::start_with(options).expect("topology");
+    relay.forward_to(topology.partner_addr());
+
+    let edit_params = |response: &Response, edit: &dyn Fn(i64) -> i64| -> Vec<u8> {
+        rebuild(response, |_, headers, _| {
+            let input = headers.get_str("signature-input").unwrap_or_default();
+            let mut out = Vec::new();
+            for part in input.split(';') {
+                match part.split_once('=') {
+                    Some((key @ ("created" | "expires"), value)) => {
+                        out.push(format!("{key}={}", edit(value.parse().unwrap_or(0))))
+                    }
+                    _ => out.push(part.to_owned()),
+                }
+            }
+            headers.set("signature-input", out.join(";"));
+        })
+    };
+    let digest_of =
+        |body: &[u8]| keyhop_filter::digest::field_value(&keyhop_filter::digest::sha256(body));
+
+    // (name, rewrite, acceptable reason codes; the status is always 502)
+    let cases: Vec<(&str, Rewrite, &[&str])> = vec![
+        (
+            "body byte changed",
+            Box::new(|r, _| rebuild(r, |_, _, b| b[0] = b' ')),
+            &["response_digest_mismatch"],
+        ),
+        (
+            "new body with its own digest",
+            Box::new(move |r, _| {
+                rebuild(r, |_, h, b| {
+                    *b = br#"{"score":0,"decision":"approve"}"#.to_vec();
+                    h.set("content-digest", digest_of(b));
+                })
+            }),
+            &["response_bad_signature"],
+        ),
+        (
+            "status 200 → 203",
+            Box::new(|r, _| rebuild(r, |s, _, _| *s = 203)),
+            &["response_bad_signature"],
+        ),
+        (
+            "content-type changed",
+            Box::new(|r, _| rebuild(r, |_, h, _| h.set("content-type", "text/html"))),
+            &["response_bad_signature"],
+        ),
+        (
+            "content-type removed",
+            Box::new(|r, _| rebuild(r, |_, h, _| h.remove("content-type"))),
+            &["response_malformed"],
+        ),
+        (
+            "signature removed",
+            Box::new(|r, _| rebuild(r, |_, h, _| h.remove("signature"))),
+            &["response_malformed"],
+        ),
+        (
+            "signature-input removed",
+            Box::new(|r, _| rebuild(r, |_, h, _| h.remove("signature-input"))),
+            &["response_malformed"],
+        ),
+        (
+            "both signature fields removed",
+            Box::new(|r, _| {
+                rebuild(r, |_, h, _| {
+                    h.remove("signature");
+                    h.remove("signature-input");
+                })
+            }),
+            &["response_unsigned"],
+        ),
+        (
+            "an unsigned answer of the attacker's own",
+            Box::new(|_, _| {
+                let mut headers = keyhop_e2e::http::Headers::default();
+                headers.add("content-type", "application/json");
+                Response::new(200, headers, br#"{"decision":"approve"}"#.to_vec()).raw
+            }),
+            &["response_unsigned"],
+        ),
+        (
+            "signature of the wrong length",
+            Box::new(|r, _| rebuild(r, |_, h, _| h.set("signature", "keyhop=:AAAA:"))),
+            // Requests refuse a signature that is not 32 bytes as malformed; responses, for
+            // now, let the MAC comparison refuse it.
+            &["response_malformed", "response_bad_signature"],
+        ),
+        (
+            "a random 32-byte signature",
+            Box::new(|r, _| {
+                rebuild(r, |_, h, _| {
+                    h.set(
+                        "signature",
+                        "keyhop=:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=:",
+                    )
+                })
+            }),
+            &["response_bad_signature"],
+        ),
+        (
+            "signature twice",
+            Box::new(|r, _| {
+                rebuild(r, |_, h, _| {
+                    let signature = h.get_str("signature").unwrap_or_default();
+                    h.add("signature", signature);
+                })
+            }),
+            &["response_malformed"],
+        ),
+        (
+            "created and expires moved 1000 s back",
+            Box::new(move |r, _| edit_params(r, &|t| t - 1000)),
+            &["response_expired"],
+        ),
+        (
+            "created and expires moved 1 s on",
+            Box::new(move |r, _| edit_params(r, &|t| t + 1)),
+            &["response_bad_signature"],
+        ),
+        (
+            "the previous request's genuine response",
+            Box::new(|r, last| last.map_or_else(|| r.raw.clone(), |l| l.raw.clone())),
+            &["response_bad_signature"],
+        ),
+    ];
+
+    let call = |i: usize| {
+        let request = Request::post_json(
+            &format!("/v1/risk/score?r={i}"),
+            &format!(r#"{{"amount":{i}}}"#),
+        );
+        topology
+            .send_as_portal_web(&request)
+            .expect("a response from the portal")
+    };
+    let control = call(0);
+    assert_eq!(
+        control.status,
+        200,
+        "an untouched signed response must pass: {}",
+        control.text()
+    );
+    assert!(keyhop_e2e::Echo::from_response(&control).is_some());
+
+    let mut failures = Vec::new();
+    let total = cases.len();
+    for (i, (name, rewrite, codes)) in cases.into_iter().enumerate() {
+        relay.rewrite(None);
+        let _ = call(1000 + i); // a genuine response, for the substitution case
+        relay.rewrite(Some(rewrite));
+        let response = call(i + 1);
+        let got = (response.status, response.reason());
+        println!("forged response: {name:<42} → {} {:?}", got.0, got.1);
+        let expected = got.0 == 502 && got.1.as_deref().is_some_and(|code| codes.contains(&code));
+        if !expected {
+            failures.push(format!(
+                "{name}: expected 502 {codes:?}, got {} {:?} {}",
+                got.0,
+                got.1,
+                response.text()
+            ));
+        }
+    }
+    relay.rewrite(None);
+    assert_eq!(call(9999).status, 200, "untouched responses pass again");
+    println!(
+        "forged responses: {total} tried, {} refused by the portal",
+        total - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

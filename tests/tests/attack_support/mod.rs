@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod envoy_run;
 pub mod mint;
 pub mod outcome;
+pub mod relay;
 pub mod sim_run;
 
 use keyhop_e2e::envoy;

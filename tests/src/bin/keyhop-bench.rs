@@ -47,6 +47,9 @@ const TARGET_PATH: &str = "/v1/risk/score?currency=EUR";
 const AUTHORITY: &str = "risk.riskpartner.example";
 const BODY: &str = r#"{"account":"12345678","amount":1999}"#;
 
+/// The floor module's path as envoy/bench/back.yaml writes it.
+const FLOOR_WASM_PATH: &str = "target/bench/wasm-floor.wasm";
+
 /// The JWKS environment variable envoy/bench/back.yaml names.
 const JWKS_ENV: &str = "KEYHOP_BENCH_JWKS";
 const JWT_ISSUER: &str = "keyhop-bench";
@@ -63,11 +66,15 @@ mod documented {
     pub const SIGN_TO_BARE: u16 = 10102;
     pub const SIGN_TO_JWT: u16 = 10103;
     pub const SIGN_TO_VERIFY: u16 = 10104;
+    pub const SIGN_TO_WASM_NOOP: u16 = 10105;
+    pub const SIGN_TO_WASM_SKELETON: u16 = 10106;
     pub const BACK_ADMIN: u16 = 9912;
     pub const BARE: u16 = 10201;
     pub const JWT: u16 = 10202;
     pub const VERIFY: u16 = 10203;
     pub const UPSTREAM: u16 = 10204;
+    pub const WASM_NOOP: u16 = 10205;
+    pub const WASM_SKELETON: u16 = 10206;
 }
 
 /// One path through the two Envoys.
@@ -81,10 +88,15 @@ enum Path2 {
     Verify,
     /// plain → bare: the two-hop baseline.
     PlainBare,
+    /// sign → a Wasm filter that does nothing.
+    WasmNoop,
+    /// sign → a Wasm filter that copies headers and the buffered body in, and checks nothing.
+    WasmSkeleton,
 }
 
 impl Path2 {
-    const ALL: [Path2; 4] = [Path2::Bare, Path2::Jwt, Path2::Verify, Path2::PlainBare];
+    const ALL: [Path2; 6] =
+        [Path2::Bare, Path2::Jwt, Path2::Verify, Path2::PlainBare, Path2::WasmNoop, Path2::WasmSkeleton];
 
     fn label(self) -> &'static str {
         match self {
@@ -92,6 +104,8 @@ impl Path2 {
             Path2::Jwt => "Envoy + jwt_authn (HS256)",
             Path2::Verify => "Envoy + keyhop verify",
             Path2::PlainBare => "two-hop: plain → bare",
+            Path2::WasmNoop => "Envoy + no-op Wasm filter",
+            Path2::WasmSkeleton => "Envoy + Wasm skeleton",
         }
     }
 
@@ -101,6 +115,8 @@ impl Path2 {
             Path2::Jwt => documented::SIGN_TO_JWT,
             Path2::Verify => documented::SIGN_TO_VERIFY,
             Path2::PlainBare => documented::PLAIN_TO_BARE,
+            Path2::WasmNoop => documented::SIGN_TO_WASM_NOOP,
+            Path2::WasmSkeleton => documented::SIGN_TO_WASM_SKELETON,
         }
     }
 
@@ -189,11 +205,15 @@ fn run() -> io::Result<()> {
         documented::SIGN_TO_BARE,
         documented::SIGN_TO_JWT,
         documented::SIGN_TO_VERIFY,
+        documented::SIGN_TO_WASM_NOOP,
+        documented::SIGN_TO_WASM_SKELETON,
         documented::BACK_ADMIN,
         documented::BARE,
         documented::JWT,
         documented::VERIFY,
         documented::UPSTREAM,
+        documented::WASM_NOOP,
+        documented::WASM_SKELETON,
     ]
     .iter()
     .map(|&p| free_port().map(|actual| (p, actual)))
@@ -202,22 +222,37 @@ fn run() -> io::Result<()> {
         ports.iter().find(|(d, _)| *d == documented).map_or(documented, |(_, a)| *a)
     };
 
+    // The Wasm floor module, compiled from its text for this run.
+    let floor_text = fs::read_to_string(envoy::repo_root().join("envoy/bench/wasm-floor.wat"))?;
+    let floor = run_dir.join("wasm-floor.wasm");
+    fs::write(&floor, wat::parse_str(&floor_text).map_err(|e| io::Error::other(format!("wasm-floor.wat: {e}")))?)?;
+
     let back_config = render_config(&envoy::read_config("bench/back.yaml")?, &ports_in(&ports, &[
         documented::BACK_ADMIN,
         documented::BARE,
         documented::JWT,
         documented::VERIFY,
         documented::UPSTREAM,
+        documented::WASM_NOOP,
+        documented::WASM_SKELETON,
     ]), &wasm)?;
+    let back_config = back_config.replace(
+        &format!("filename: {FLOOR_WASM_PATH}"),
+        &format!("filename: {}", floor.display()),
+    );
     let front_config = render_config(&envoy::read_config("bench/front.yaml")?, &ports_in(&ports, &[
         documented::FRONT_ADMIN,
         documented::PLAIN_TO_BARE,
         documented::SIGN_TO_BARE,
         documented::SIGN_TO_JWT,
         documented::SIGN_TO_VERIFY,
+        documented::SIGN_TO_WASM_NOOP,
+        documented::SIGN_TO_WASM_SKELETON,
         documented::BARE,
         documented::JWT,
         documented::VERIFY,
+        documented::WASM_NOOP,
+        documented::WASM_SKELETON,
     ]), &wasm)?;
 
     start_upstream(port(documented::UPSTREAM))?;
@@ -301,7 +336,7 @@ fn run() -> io::Result<()> {
     // Connections per request on each back listener: a path that opened a connection per
     // request would pay for it in CPU, and not because of its auth filter.
     let http_stats = back.stats("downstream_")?;
-    let reuse: Vec<String> = ["bare", "jwt", "verify"]
+    let reuse: Vec<String> = ["bare", "jwt", "verify", "wasm_noop", "wasm_skeleton"]
         .iter()
         .map(|prefix| {
             let get = |name: &str| http_stats.get(&format!("http.{prefix}.{name}")).copied().unwrap_or(0);
@@ -719,12 +754,16 @@ impl Report<'_> {
 
         // Added CPU per request, from the process accounting and from the worker threads alone.
         let process = Added {
+            noop: self.paired(Path2::WasmNoop, Path2::Bare, |x| x.back_us),
+            skeleton: self.paired(Path2::WasmSkeleton, Path2::Bare, |x| x.back_us),
             jwt: self.paired(Path2::Jwt, Path2::Bare, |x| x.back_us),
             verify: self.paired(Path2::Verify, Path2::Bare, |x| x.back_us),
             sign: self.paired(Path2::Bare, Path2::PlainBare, |x| x.front_us),
             both: self.paired(Path2::Verify, Path2::PlainBare, |x| x.front_us + x.back_us),
         };
         let worker = Added {
+            noop: self.paired(Path2::WasmNoop, Path2::Bare, |x| x.back_worker_us),
+            skeleton: self.paired(Path2::WasmSkeleton, Path2::Bare, |x| x.back_worker_us),
             jwt: self.paired(Path2::Jwt, Path2::Bare, |x| x.back_worker_us),
             verify: self.paired(Path2::Verify, Path2::Bare, |x| x.back_worker_us),
             sign: self.paired(Path2::Bare, Path2::PlainBare, |x| x.front_worker_us),
@@ -732,11 +771,13 @@ impl Report<'_> {
         };
         out.push_str("\n| added CPU per request (median of per-round differences) | µs (process) | ÷ jwt_authn | µs (worker thread) | ÷ jwt_authn | goal |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
-        let rows: [(&str, fn(&Added) -> f64, &str); 4] = [
+        let rows: [(&str, fn(&Added) -> f64, &str); 6] = [
             ("jwt_authn (HS256) on the back Envoy", |a| a.jwt, ""),
             ("keyhop verify on the back Envoy", |a| a.verify, "≤ 0.5"),
             ("keyhop sign on the front Envoy", |a| a.sign, ""),
             ("keyhop sign + verify, both Envoys (two-hop)", |a| a.both, "≤ 1.0"),
+            ("floor: a no-op Wasm filter on the back Envoy", |a| a.noop, ""),
+            ("floor: Wasm skeleton (headers + buffered body into the VM)", |a| a.skeleton, ""),
         ];
         for (label, pick, goal) in rows {
             let _ = writeln!(
@@ -767,6 +808,8 @@ impl Report<'_> {
 
 /// CPU added per request by each keyhop step and by jwt_authn, in µs.
 struct Added {
+    noop: f64,
+    skeleton: f64,
     jwt: f64,
     verify: f64,
     sign: f64,

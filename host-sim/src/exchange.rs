@@ -58,7 +58,7 @@ pub struct LocalResponse {
 
 /// How the filter decided the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     /// The request went upstream.
     Continued,
@@ -137,7 +137,6 @@ pub struct CallRecord {
 pub struct Exchange {
     pub worker: usize,
     pub context_id: u32,
-    #[serde(flatten)]
     pub verdict: Verdict,
     /// What the upstream received; `None` unless the verdict is `Continued`.
     pub upstream: Option<Forwarded>,

@@ -1,5 +1,6 @@
 //! `keyhop-sim`: run a proxy-wasm module against scripted requests.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -95,11 +96,12 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let config = scenario.host_config(plugin_config, &args.env)?;
     let outcome = scenario.run(&plugin, config, args.workers)?;
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&outcome)? + "\n"
     } else {
-        print!("{}", report::render(&outcome));
-    }
+        report::render(&outcome)
+    };
+    emit(&text)?;
     Ok(if outcome.failed() == 0 {
         ExitCode::SUCCESS
     } else {
@@ -110,9 +112,19 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
 fn keygen() -> Result<ExitCode> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    println!(
-        "{}",
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+    emit(&format!("{encoded}\n"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

@@ -51,10 +51,12 @@ fn render_request(out: &mut String, result: &RequestResult) {
     );
     match &exchange.verdict {
         Verdict::LocalResponse(reply) => {
-            let _ = writeln!(out, "  details: {}", reply.details);
+            if !reply.details.is_empty() {
+                let _ = writeln!(out, "  details: {}", reply.details);
+            }
             pairs(out, "  reply header", &reply.headers);
             if !reply.body.is_empty() {
-                let _ = writeln!(out, "  reply body: {}", text(&reply.body));
+                let _ = writeln!(out, "  reply body: {}", text(&reply.body).trim_end());
             }
         }
         Verdict::Failed { error, .. } => {

@@ -658,15 +658,18 @@ impl Vm {
         exchange
     }
 
-    /// `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`, then the stream
+    /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`, then the stream
     /// is gone. Skipped for a failed VM.
+    ///
+    /// Envoy's order: destroying the filter calls `on_done`; the access log
+    /// that follows calls `on_log` and then `on_delete`.
     fn stream_end(&mut self, context: u32) {
         let ctx = context as i32;
-        let log = self.callbacks.log.clone();
         let done = self.callbacks.done.clone();
+        let log = self.callbacks.log.clone();
         let delete = self.callbacks.delete.clone();
-        let _ = self.call_opt(log.as_ref(), ctx, context);
         let _ = self.call_opt(done.as_ref(), ctx, context);
+        let _ = self.call_opt(log.as_ref(), ctx, context);
         let _ = self.call_opt(delete.as_ref(), ctx, context);
         self.deliver_calls();
         let state = self.store.data_mut();

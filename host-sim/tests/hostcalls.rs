@@ -841,6 +841,6 @@ fn lifecycle_callbacks_run_in_envoy_order() {
     assert_eq!(exchange.context_id, 2);
     assert_eq!(
         logs(&exchange),
-        vec!["context_create", "request_headers", "log", "done", "delete"]
+        vec!["context_create", "request_headers", "done", "log", "delete"]
     );
 }

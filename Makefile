@@ -5,6 +5,9 @@
 #   make demo    build, then the demo topology on loopback with real Envoys (tests/src/bin)
 #   make test    build, then every test in the workspace, e2e against real Envoy (V8) included
 #                (also installs Debian's docker-registry for the OCI push tests)
+#   make image   the Istio Wasm image of the module (OCI layout in target/keyhop-oci)
+#   make push    push it: make push REGISTRY=host[:port]/repository:tag
+#   make istio-pin  re-pin istio/*.yaml to the module just built
 #   make clean   remove build output and run logs (.run/); tools in .tools/ stay
 #
 # The e2e harness reads the Envoy binary and the module from KEYHOP_ENVOY and KEYHOP_WASM.
@@ -14,7 +17,13 @@ SHELL := /bin/bash
 export KEYHOP_ENVOY ?= $(CURDIR)/.tools/envoy-bin
 export KEYHOP_WASM ?= $(CURDIR)/target/keyhop.wasm
 
-.PHONY: all tools test-tools build demo test clean
+VERSION ?= 0.1.0
+IMAGE_OUT ?= target/keyhop-oci
+REGISTRY ?=
+REGISTRY_USER ?=
+INSECURE ?=
+
+.PHONY: all tools test-tools build demo test clean image push istio-pin
 
 all: build
 
@@ -33,6 +42,21 @@ demo: build
 
 test: build test-tools
 	cargo test --workspace
+
+# Istio Wasm image ("compat") of target/keyhop.wasm as an OCI layout; IMAGE_OUT=….tar for an archive
+image: build
+	cargo run --quiet -p keyhop-oci -- image --module target/keyhop.wasm --tag $(VERSION) --out $(IMAGE_OUT)
+
+# make push REGISTRY=host[:port]/repository:tag [REGISTRY_USER=name, password in $REGISTRY_PASSWORD] [INSECURE=1]
+push: build
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/repository:tag [REGISTRY_USER=name, password in \$$REGISTRY_PASSWORD] [INSECURE=1]" >&2; exit 2; }
+	cargo run --quiet -p keyhop-oci -- push --module target/keyhop.wasm --registry "$(REGISTRY)" \
+	  $(if $(INSECURE),--insecure) $(if $(REGISTRY_USER),--username "$(REGISTRY_USER)" --password-stdin) \
+	  <<< "$${REGISTRY_PASSWORD:-}"
+
+# Rewrite the sha256 pinned in istio/*.yaml and envoy/partner-ingress-remote.yaml from target/keyhop.wasm
+istio-pin: build
+	cargo run --quiet -p keyhop-oci -- pin
 
 clean:
 	cargo clean

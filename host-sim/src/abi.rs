@@ -36,12 +36,14 @@ pub enum Action {
 }
 
 impl Action {
-    /// Envoy treats anything but 1 (`Pause`) as continue; so does this host.
+    /// 0 continues. Envoy maps every other value to one of its "stop"
+    /// statuses (1 is `StopIteration`; larger ones stop all iteration), so
+    /// this host treats them all as `Pause`.
     pub fn from_guest(value: i32) -> Self {
-        if value == 1 {
-            Action::Pause
-        } else {
+        if value == 0 {
             Action::Continue
+        } else {
+            Action::Pause
         }
     }
 }
@@ -104,6 +106,7 @@ pub enum BufferType {
 }
 
 impl BufferType {
+    /// The value for a guest-provided number, `None` when out of range.
     pub fn from_guest(value: i32) -> Option<Self> {
         Some(match value {
             0 => BufferType::HttpRequestBody,
@@ -134,6 +137,7 @@ pub enum MapType {
 }
 
 impl MapType {
+    /// The value for a guest-provided number, `None` when out of range.
     pub fn from_guest(value: i32) -> Option<Self> {
         Some(match value {
             0 => MapType::RequestHeaders,
@@ -159,6 +163,7 @@ pub enum StreamType {
 }
 
 impl StreamType {
+    /// The value for a guest-provided number, `None` when out of range.
     pub fn from_guest(value: i32) -> Option<Self> {
         Some(match value {
             0 => StreamType::HttpRequest,
@@ -180,6 +185,7 @@ pub enum MetricType {
 }
 
 impl MetricType {
+    /// The value for a guest-provided number, `None` when out of range.
     pub fn from_guest(value: i32) -> Option<Self> {
         Some(match value {
             0 => MetricType::Counter,

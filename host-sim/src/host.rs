@@ -108,10 +108,12 @@ impl Host {
         Host::start(&Plugin::compile(wasm)?, config, workers)
     }
 
+    /// The settings this host was started with.
     pub fn config(&self) -> &HostConfig {
         &self.config
     }
 
+    /// Number of workers (VM instances).
     pub fn workers(&self) -> usize {
         self.vms.len()
     }

@@ -284,6 +284,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Number of requests with at least one broken expectation.
     pub fn failed(&self) -> usize {
         self.requests
             .iter()
@@ -293,6 +294,7 @@ impl Outcome {
 }
 
 impl Scenario {
+    /// Parses a scenario; unknown fields are refused so typos do not pass silently.
     pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
         Ok(serde_json::from_str(text)?)
     }

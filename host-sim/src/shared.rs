@@ -35,30 +35,37 @@ impl Shared {
         shared
     }
 
+    /// The virtual clock all workers read.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
 
+    /// `proxy_get_shared_data`: the value and its CAS token, or `NotFound`.
     pub fn get_data(&self, vm_id: &str, key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
         lock(&self.data).get(vm_id, key)
     }
 
+    /// `proxy_set_shared_data` with Envoy's CAS rule (a non-zero `cas` must match; a missing key is created).
     pub fn set_data(&self, vm_id: &str, key: &[u8], value: &[u8], cas: u32) -> Status {
         lock(&self.data).set(vm_id, key, value, cas)
     }
 
+    /// `proxy_register_shared_queue`: the queue's token; `owner` is notified of enqueues.
     pub fn register_queue(&self, vm_id: &str, name: &[u8], owner: QueueOwner) -> u32 {
         lock(&self.queues).register(vm_id, name, owner)
     }
 
+    /// `proxy_resolve_shared_queue`: the token of a queue another VM registered.
     pub fn resolve_queue(&self, vm_id: &[u8], name: &[u8]) -> Option<u32> {
         lock(&self.queues).resolve(vm_id, name)
     }
 
+    /// `proxy_enqueue_shared_queue`: appends and raises a queue-ready notification.
     pub fn enqueue(&self, token: u32, value: Vec<u8>) -> Status {
         lock(&self.queues).enqueue(token, value)
     }
 
+    /// `proxy_dequeue_shared_queue`: the oldest item, `Empty`, or `NotFound`.
     pub fn dequeue(&self, token: u32) -> Result<Vec<u8>, Status> {
         lock(&self.queues).dequeue(token)
     }
@@ -68,18 +75,22 @@ impl Shared {
         std::mem::take(&mut lock(&self.queues).ready)
     }
 
+    /// `proxy_define_metric`: the id for this kind and name, created on first use.
     pub fn define_metric(&self, kind: MetricType, name: &[u8]) -> u32 {
         lock(&self.metrics).define(kind, name)
     }
 
+    /// `proxy_increment_metric`, refusing what Envoy refuses.
     pub fn increment_metric(&self, id: u32, offset: i64) -> Status {
         lock(&self.metrics).increment(id, offset)
     }
 
+    /// `proxy_record_metric`: adds to a counter, sets a gauge, samples a histogram.
     pub fn record_metric(&self, id: u32, value: u64) -> Status {
         lock(&self.metrics).record(id, value)
     }
 
+    /// `proxy_get_metric`: a counter's or gauge's value; histograms are `BadArgument`.
     pub fn get_metric(&self, id: u32) -> Result<u64, Status> {
         lock(&self.metrics).get(id)
     }
@@ -99,10 +110,12 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// Wall-clock time, Unix nanoseconds.
     pub fn wall_nanos(&self) -> u64 {
         self.wall.load(Ordering::SeqCst)
     }
 
+    /// Monotonic time since the host started, nanoseconds.
     pub fn monotonic_nanos(&self) -> u64 {
         self.monotonic.load(Ordering::SeqCst)
     }

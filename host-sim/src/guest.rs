@@ -16,6 +16,17 @@ fn range(ptr: i32, len: usize) -> Result<std::ops::Range<usize>, Status> {
     Ok(start..end)
 }
 
+/// Checks that `len` bytes at `ptr` lie inside guest memory, so that a host
+/// call can refuse a bad range before it allocates anything for it.
+pub(crate) fn check(c: &C<'_>, ptr: i32, len: usize) -> Result<(), Status> {
+    let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let range = range(ptr, len)?;
+    if range.end > memory.data_size(c) {
+        return Err(Status::InvalidMemoryAccess);
+    }
+    Ok(())
+}
+
 /// Copies `len` bytes at `ptr` out of guest memory.
 pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
     let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;

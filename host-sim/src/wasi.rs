@@ -23,6 +23,9 @@ const EIO: i32 = 29;
 const ENOSYS: i32 = 52;
 const ENOTSUP: i32 = 58;
 
+/// Most bytes of one `fd_write` that become a log line.
+const MAX_WRITE_LOGGED: usize = 64 << 10;
+
 fn errno(result: Result<(), i32>) -> i32 {
     match result {
         Ok(()) => SUCCESS,
@@ -138,7 +141,9 @@ fn clock_time_get(c: &mut C<'_>, id: i32, out: i32) -> Result<(), i32> {
 }
 
 fn random_get(c: &mut C<'_>, ptr: i32, len: i32) -> Result<(), i32> {
-    let mut bytes = vec![0; len as u32 as usize];
+    let len = len as u32 as usize;
+    fault(guest::check(c, ptr, len))?;
+    let mut bytes = vec![0; len];
     c.data_mut().rng.fill(&mut bytes).map_err(|_| EIO)?;
     fault(guest::write(c, ptr, &bytes))
 }
@@ -181,9 +186,11 @@ fn fd_write(c: &mut C<'_>, fd: i32, iovs: i32, iovs_len: i32, written_out: i32) 
         _ => return Err(EBADF),
     };
 
-    // Each iovec is (u32 address, u32 length).
+    // Each iovec is (u32 address, u32 length). Many iovecs may point at the
+    // same large region, so the copy that becomes the log line is capped.
     let table = fault(guest::read(c, iovs, iovs_len.checked_mul(8).ok_or(EFAULT)?))?;
     let mut data = Vec::new();
+    let mut total: u64 = 0;
     for iov in table.chunks_exact(8) {
         let field = |at: usize| -> Result<i32, i32> {
             let raw: [u8; 4] = iov
@@ -192,10 +199,17 @@ fn fd_write(c: &mut C<'_>, fd: i32, iovs: i32, iovs_len: i32, written_out: i32) 
                 .ok_or(EFAULT)?;
             Ok(i32::from_le_bytes(raw))
         };
-        data.extend(fault(guest::read(c, field(0)?, field(4)?))?);
+        let (ptr, len) = (field(0)?, field(4)? as u32);
+        fault(guest::check(c, ptr, len as usize))?;
+        total += u64::from(len);
+        let room = MAX_WRITE_LOGGED.saturating_sub(data.len());
+        let take = (len as usize).min(room);
+        if take > 0 {
+            data.extend(fault(guest::read(c, ptr, take as i32))?);
+        }
     }
 
-    let written = u32::try_from(data.len()).map_err(|_| EFAULT)?;
+    let written = u32::try_from(total).map_err(|_| EINVAL)?;
     let text = String::from_utf8_lossy(&data);
     c.data().log(level, text.trim_end_matches('\n').to_owned());
     fault(guest::write_u32(c, written_out, written))

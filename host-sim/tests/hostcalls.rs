@@ -656,12 +656,14 @@ fn wasi_environment_random_and_stdout() {
              (call $status {written} (call $fd_write (i32.const 1) (i32.const 64) (i32.const 1) (i32.const 72)))
              (call $status {bad_fd} (call $fd_write (i32.const 5) (i32.const 64) (i32.const 1) (i32.const 72)))
              (call $status {bad_iov} (call $fd_write (i32.const 1) (i32.const 0x7fffffff) (i32.const 1) (i32.const 72)))
+             (call $status {huge_random} (call $random_get (i32.const 16) (i32.const -1)))
              (i32.const 1))"#,
         count = w.s("env_count"),
         random = w.s("random"),
         written = w.s("status.fd_write"),
         bad_fd = w.s("status.bad_fd"),
         bad_iov = w.s("status.bad_iov"),
+        huge_random = w.s("status.huge_random"),
         iov_ptr = iov_text.split(' ').nth(1).unwrap().trim_end_matches(')'),
         iov_len = iov_text.split(' ').nth(3).unwrap().trim_end_matches(')'),
     );
@@ -682,6 +684,8 @@ fn wasi_environment_random_and_stdout() {
     assert_eq!(metric(&first, "status.fd_write"), 0);
     assert_eq!(metric(&first, "status.bad_fd"), 8);
     assert_eq!(metric(&first, "status.bad_iov"), 21);
+    // Refused before the host allocates 4 GiB for it.
+    assert_eq!(metric(&first, "status.huge_random"), 21);
     // Same seed, same bytes.
     assert_eq!(metric(&first, "random"), metric(&second, "random"));
 }

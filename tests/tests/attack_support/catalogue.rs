@@ -875,9 +875,9 @@ fn time_window(g: &mut Gen) -> Vec<Attack> {
         ("created an hour ago", signer.clone(), -3600, expired()),
         ("created a day ago", signer.clone(), -86_400, expired()),
         (
-            "created 10 s ahead (skew 5 s)",
+            "created 15 s ahead (skew 5 s)",
             signer.clone(),
-            10,
+            15,
             future(),
         ),
         ("created 30 s ahead", signer.clone(), 30, future()),

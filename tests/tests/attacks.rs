@@ -2,7 +2,9 @@
 //! credential (minted with the filter crate's own signer, against the verifier's root secret)
 //! with one thing changed, fired at the partner's real Envoy and at the module under the
 //! simulator. Every attack must be refused with the status and reason code the verdict table
-//! in `docs/PROTOCOL.md` gives, and every legitimate variant (the controls) accepted.
+//! in `docs/PROTOCOL.md` gives, and every legitimate variant (the controls) accepted. With
+//! signed responses on, an on-path relay also forges the partner's responses, and the portal
+//! must refuse every forgery.
 //!
 //! `make attack` runs this file with `--nocapture` to print the per-class tables; the
 //! per-attack lines are written to `attacks-*.txt` in the run directory under `.run/`.

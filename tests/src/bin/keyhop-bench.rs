@@ -13,9 +13,10 @@
 //! front → bare back, is the baseline for the two-hop figure (sign + verify together).
 //!
 //! Both Envoys run with one worker, behind them a small keep-alive upstream in this process.
-//! CPU time comes from the kernel's own accounting of each Envoy process (`/proc/PID/stat`
-//! utime + stime) and, as a finer cross-check, of its worker thread alone
-//! (`/proc/PID/task/TID/schedstat`, ns), read just before and after each measured h2load run
+//! CPU time comes from the kernel's own accounting of each Envoy process: the run time of all
+//! its threads (`/proc/PID/task/*/schedstat`, ns; `/proc/PID/stat` utime + stime is the same
+//! figure in clock ticks, too coarse for a few thousand requests, and is printed per run as a
+//! cross-check) and of its worker thread alone, read just before and after each measured h2load run
 //! at a fixed request rate (the same for every path, so batching is the same). The paths
 //! alternate within each round, the order rotating from round to round, and every figure is a
 //! median over rounds; added costs are medians of the per-round differences.
@@ -135,9 +136,13 @@ struct Sample {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// CPU µs per request of each Envoy process: utime + stime from `/proc/PID/stat`.
+    /// CPU µs per request of each Envoy process: the run time of all its threads from
+    /// `/proc/PID/task/*/schedstat` (ns; the same accounting utime + stime come from).
     front_us: f64,
     back_us: f64,
+    /// The back Envoy's utime + stime from `/proc/PID/stat`, per request: clock ticks, so
+    /// coarse over a short run; printed as a cross-check.
+    back_stat_us: f64,
     /// The same for each Envoy's worker thread alone (`wrk:worker_0`), from its schedstat
     /// (ns resolution): the request work without the main thread's housekeeping.
     front_worker_us: f64,
@@ -308,11 +313,12 @@ fn run() -> io::Result<()> {
             let sample = measure(&load, &front, &back, &url, FIXED_CONNECTIONS, Some(settings.rps), settings.seconds)
                 .map_err(|e| io::Error::other(format!("{}: {e}", path.label())))?;
             println!(
-                "  round {} {:<28} back {:>6.1} µs/req (worker {:>6.1})  front {:>6.1} µs/req  {:>5.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                "  round {} {:<28} back {:>6.1} µs/req (worker {:>6.1}, stat {:>6.1})  front {:>6.1} µs/req  {:>5.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
                 round + 1,
                 path.label(),
                 sample.back_us,
                 sample.back_worker_us,
+                sample.back_stat_us,
                 sample.front_us,
                 sample.rps,
                 sample.p50_ms,
@@ -431,8 +437,9 @@ fn measure(
         rps: outcome.rps,
         p50_ms: outcome.p50_ms,
         p99_ms: outcome.p99_ms,
-        front_us: front_after.ticks.saturating_sub(front_before.ticks) as f64 * tick_us() / n,
-        back_us: back_after.ticks.saturating_sub(back_before.ticks) as f64 * tick_us() / n,
+        front_us: front_after.all_ns.saturating_sub(front_before.all_ns) as f64 / 1000.0 / n,
+        back_us: back_after.all_ns.saturating_sub(back_before.all_ns) as f64 / 1000.0 / n,
+        back_stat_us: back_after.ticks.saturating_sub(back_before.ticks) as f64 * tick_us() / n,
         front_worker_us: front_after.worker_ns.saturating_sub(front_before.worker_ns) as f64 / 1000.0 / n,
         back_worker_us: back_after.worker_ns.saturating_sub(back_before.worker_ns) as f64 / 1000.0 / n,
     })
@@ -443,6 +450,8 @@ fn measure(
 struct Cpu {
     /// Run time of its worker threads (`wrk:*`) from `/proc/PID/task/TID/schedstat`, in ns.
     worker_ns: u64,
+    /// The same over all its threads.
+    all_ns: u64,
     /// utime + stime from `/proc/PID/stat`, in clock ticks.
     ticks: u64,
 }
@@ -457,15 +466,21 @@ fn cpu(pid: u32) -> io::Result<Cpu> {
     let ticks = field(14) + field(15);
 
     let mut worker_ns = 0u64;
+    let mut all_ns = 0u64;
     for task in fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = task?.path();
         // A thread may end between listing and reading; it then counts for nothing here.
         let is_worker = fs::read_to_string(dir.join("comm")).is_ok_and(|name| name.starts_with("wrk:"));
-        if let (true, Ok(text)) = (is_worker, fs::read_to_string(dir.join("schedstat"))) {
-            worker_ns += text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let run_ns = fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|text| text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0);
+        all_ns += run_ns;
+        if is_worker {
+            worker_ns += run_ns;
         }
     }
-    Ok(Cpu { worker_ns, ticks })
+    Ok(Cpu { worker_ns, all_ns, ticks })
 }
 
 /// Microseconds per clock tick (`getconf CLK_TCK`, almost always 100 Hz).

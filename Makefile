@@ -41,7 +41,7 @@ demo: build
 	cargo run --quiet -p keyhop-e2e --bin keyhop-demo
 
 test: build test-tools
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 
 # Istio Wasm image ("compat") of target/keyhop.wasm as an OCI layout; IMAGE_OUT=….tar for an archive
 image: build

@@ -299,6 +299,7 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError 
         .or_else(|| message.strip_prefix("missing field `"))
         .and_then(|rest| rest.split('`').next());
     let field = match (path.as_str(), unknown) {
+        (".", Some("")) => "\"\"".to_string(),
         (".", Some(name)) => name.to_string(),
         (".", None) => "(json)".to_string(),
         (path, Some(name)) if message.starts_with("missing") => format!("{path}.{name}"),

@@ -57,10 +57,25 @@ impl Route {
     }
 }
 
+/// Whether a path could mean something else once a server normalises it: empty, `.` or `..`
+/// segments, or encoded dots, slashes and backslashes. Route prefixes are compared with the
+/// raw path, so such a path could satisfy `/v1/risk/` and land elsewhere.
+fn is_ambiguous(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.contains("//")
+        || path.contains('\\')
+        || ["%2e", "%2f", "%5c"].iter().any(|encoded| lower.contains(encoded))
+        || path.split('/').any(|segment| segment == "." || segment == "..")
+}
+
 /// Decides whether `identity` may call `method` on `path`.
 pub fn decide(routes: &[Route], method: &str, path: &str, identity: &SpiffeId<'_>) -> Result<(), Reason> {
     if routes.is_empty() {
         return Ok(());
+    }
+    // Defence in depth: Envoy's normalize_path should have resolved these already.
+    if is_ambiguous(path) {
+        return Err(Reason::NoMatchingPolicy);
     }
     let route = routes.iter().find(|r| r.matches(method, path)).ok_or(Reason::NoMatchingPolicy)?;
     if route.allows(identity) {
@@ -103,5 +118,8 @@ mod tests {
         assert_eq!(decide(&r, "GET", "/v1/health", &stranger), Err(Reason::PolicyDenied));
         assert_eq!(decide(&r, "GET", "/v1/healthz", &web), Err(Reason::NoMatchingPolicy));
         assert_eq!(decide(&[], "DELETE", "/anything", &stranger), Ok(()));
+        for sneaky in ["/v1/risk/../admin", "/v1/risk/%2e%2e/admin", "/v1/risk//x", "/v1/risk/%2Fadmin", "/v1/risk/.\\x", "/v1/risk/./x"] {
+            assert_eq!(decide(&r, "POST", sneaky, &web), Err(Reason::NoMatchingPolicy), "{sneaky}");
+        }
     }
 }

@@ -95,7 +95,7 @@ fn param<'a>(params: &'a Parameters, name: &str) -> Result<&'a BareItem, Reason>
 
 fn integer(params: &Parameters, name: &str) -> Result<i64, Reason> {
     let value = param(params, name)?.as_integer().ok_or(Reason::BadParameter)?;
-    i64::try_from(value).map_err(|_| Reason::BadParameter)
+    Ok(i64::from(value))
 }
 
 fn string(params: &Parameters, name: &str) -> Result<String, Reason> {

@@ -175,6 +175,9 @@ pub fn verify(
         return Err(Reason::ResponseMalformed);
     }
     let mac = sigfields::parse_signature(signature, LABEL).map_err(|_| Reason::ResponseMalformed)?;
+    if mac.len() != 32 {
+        return Err(Reason::ResponseMalformed);
+    }
 
     let skew = i64::try_from(window.future_skew).map_err(|_| Reason::Internal)?;
     let max_age = i64::try_from(window.max_age).map_err(|_| Reason::Internal)?;
@@ -209,7 +212,7 @@ fn read_params(raw: &[u8]) -> Result<(i64, i64, String), Reason> {
     };
     let integer = |name: &str| -> Result<i64, Reason> {
         let value = inner.params.get(name).and_then(BareItem::as_integer).ok_or(Reason::ResponseMalformed)?;
-        i64::try_from(value).map_err(|_| Reason::ResponseMalformed)
+        Ok(i64::from(value))
     };
     let created = integer("created")?;
     let expires = integer("expires")?;

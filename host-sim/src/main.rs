@@ -22,9 +22,7 @@ struct Cli {
     command: Command,
 }
 
-// Each subcommand is one variant here and one function below. The `sign`
-// subcommand (mint keyhop headers for one request with keyhop_filter's own
-// signing code) will join them once that crate's native API is settled.
+// Each subcommand is one variant here and one function below.
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario: print each request's verdict, header changes, what the
@@ -32,6 +30,29 @@ enum Command {
     Run(RunArgs),
     /// Print a fresh root secret: base64 of 32 random bytes.
     Keygen,
+    /// Mint keyhop headers for one request with the filter's own signing code, so a caller
+    /// without a mesh can reach a keyhop-protected API (curl -H … for each printed line).
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// A sign-mode plugin configuration (JSON); its `key.secret_env` is read from this
+    /// process's environment.
+    #[arg(long)]
+    config: PathBuf,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The URL the verifier will see, e.g. http://risk.riskpartner.example/v1/risk/score?x=1
+    #[arg(long)]
+    url: String,
+    /// A file holding the request body (none: empty body).
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// Print as JSON instead of `name: value` lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Keygen => keygen(),
+        Command::Sign(args) => sign(&args),
     };
     match result {
         Ok(code) => code,
@@ -114,6 +136,59 @@ fn keygen() -> Result<ExitCode> {
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
     emit(&format!("{encoded}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(args: &SignArgs) -> Result<ExitCode> {
+    use keyhop_filter::config::Config;
+    use keyhop_filter::keys::EpochKeyCache;
+    use keyhop_filter::message::Request;
+
+    let json = std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let config = match Config::from_json(&json, &|name| std::env::var(name).ok()) {
+        Ok(Config::Sign(config)) => config,
+        Ok(Config::Verify(_)) => bail!("{} is a verify-mode configuration", args.config.display()),
+        Err(e) => bail!("{}: {e}", args.config.display()),
+    };
+    let body = match &args.body {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let (scheme, rest) = args.url.split_once("://").context("the URL needs a scheme, e.g. http://")?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let request = Request { method: &args.method, scheme, authority, path_and_query: &path, headers: &[] };
+    let signed = keyhop_filter::sign::sign(
+        &config,
+        &mut EpochKeyCache::new(1),
+        &request,
+        &body,
+        i64::try_from(now)?,
+        &nonce,
+    )
+    .map_err(|reason| anyhow::anyhow!("cannot sign: {reason}"))?;
+
+    let headers = [
+        ("content-digest", &signed.content_digest),
+        ("keyhop-identity", &signed.identity),
+        ("signature-input", &signed.signature_input),
+        ("signature", &signed.signature),
+    ];
+    let text = if args.json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            headers.iter().map(|(n, v)| ((*n).to_owned(), serde_json::Value::String((*v).clone()))).collect();
+        serde_json::to_string_pretty(&map)? + "\n"
+    } else {
+        headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect()
+    };
+    emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,103 @@
+//! `keyhop-sim sign`: the headers it prints are a credential the filter's verifier accepts.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use keyhop_filter::config::{Config, VerifyConfig};
+use keyhop_filter::keys::EpochKeyCache;
+use keyhop_filter::message::Request;
+use keyhop_filter::replay::MemoryStore;
+use keyhop_filter::verify::{self, Facts};
+
+const SECRET: &str = "c2lnbi1jbGktdGVzdC1yb290LXNlY3JldC0zMi1ieXRlcw==";
+
+fn verify_config() -> VerifyConfig {
+    let json = r#"{"mode":"verify","audience":"spiffe://riskpartner.example/edge",
+        "keys":[{"id":"portal-2026","secret_env":"S","trust_domains":["finsphere.example"]}]}"#;
+    match Config::from_json(json.as_bytes(), &|_| Some(SECRET.to_owned())) {
+        Ok(Config::Verify(c)) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn signed_headers_verify_with_the_filter_code() {
+    let dir = std::env::temp_dir().join(format!("keyhop-sign-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sign.json");
+    std::fs::write(
+        &config,
+        r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
+            "audience":"spiffe://riskpartner.example/edge",
+            "key":{"id":"portal-2026","secret_env":"KEYHOP_TEST_SECRET"}}"#,
+    )
+    .unwrap();
+    let body = dir.join("body.json");
+    std::fs::write(&body, br#"{"amount":100}"#).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
+        .args(["sign", "--method", "POST", "--url", "http://risk.riskpartner.example/v1/risk/score?ccy=EUR"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--body")
+        .arg(&body)
+        .env("KEYHOP_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let headers: Vec<(String, Vec<u8>)> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(": ").unwrap();
+            (name.to_owned(), value.as_bytes().to_vec())
+        })
+        .collect();
+    assert_eq!(headers.len(), 4);
+
+    let request = Request {
+        method: "POST",
+        scheme: "http",
+        authority: "risk.riskpartner.example",
+        path_and_query: "/v1/risk/score?ccy=EUR",
+        headers: &headers,
+    };
+    let config = verify_config();
+    let store = MemoryStore::default();
+    config.replay.init(&store).unwrap();
+    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let pending = verify::check_headers(&config, &request, now, &mut Facts::default()).unwrap();
+    let verified =
+        verify::finish(&config, &mut EpochKeyCache::new(1), &pending, &request, br#"{"amount":100}"#, &store).unwrap();
+    assert_eq!(verified.identity, "spiffe://finsphere.example/ns/portal/sa/portal-web");
+
+    let other_path = Request { path_and_query: "/v1/risk/transfer?ccy=EUR", ..request };
+    let pending = verify::check_headers(&config, &other_path, now, &mut Facts::default()).unwrap();
+    assert_eq!(
+        verify::finish(&config, &mut EpochKeyCache::new(1), &pending, &other_path, br#"{"amount":100}"#, &store),
+        Err(keyhop_filter::Reason::BadSignature)
+    );
+}
+
+#[test]
+fn a_verify_config_is_not_a_signing_config() {
+    let dir = std::env::temp_dir().join(format!("keyhop-sign-cli-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("verify.json");
+    std::fs::write(
+        &config,
+        r#"{"mode":"verify","audience":"a","keys":[{"id":"k","secret_env":"S","trust_domains":["f.example"]}]}"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
+        .args(["sign", "--url", "http://a/"])
+        .arg("--config")
+        .arg(&config)
+        .env("S", SECRET)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(2));
+}

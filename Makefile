@@ -8,6 +8,9 @@
 #   make image   the Istio Wasm image of the module (OCI layout in target/keyhop-oci)
 #   make push    push it: make push REGISTRY=host[:port]/repository:tag
 #   make istio-pin  re-pin istio/*.yaml to the module just built
+#   make attack  the red-team report (per-class tables)
+#   make fuzz    run the fuzz targets (FUZZ_SECONDS, FUZZ_TARGETS)
+#   make soak    steady load, memory over time (SOAK_SECONDS, SOAK_RATE)
 #   make clean   remove build output and run logs (.run/); tools in .tools/ stay
 #
 # The e2e harness reads the Envoy binary and the module from KEYHOP_ENVOY and KEYHOP_WASM.
@@ -23,7 +26,7 @@ REGISTRY ?=
 REGISTRY_USER ?=
 INSECURE ?=
 
-.PHONY: all tools test-tools build demo test clean image push istio-pin
+.PHONY: all tools test-tools build demo test clean image push istio-pin attack fuzz soak
 
 all: build
 
@@ -40,8 +43,22 @@ build: tools
 demo: build
 	cargo run --quiet -p keyhop-e2e --bin keyhop-demo
 
+# Every test, then a short bounded fuzzing run of each target (20 s each).
 test: build test-tools
 	cargo test --workspace --no-fail-fast
+	scripts/fuzz.sh 20
+
+# The red-team report: every attack class against a real Envoy verifier, with per-class tables.
+attack: build
+	cargo test -p keyhop-e2e --test attacks -- --nocapture --test-threads 1
+
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="sigfields digest"]
+fuzz:
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60) $(FUZZ_TARGETS)
+
+# Steady signed load through portal -> partner; prints memory over time. [SOAK_SECONDS] [SOAK_RATE]
+soak: build
+	scripts/soak.sh $(or $(SOAK_SECONDS),120) $(or $(SOAK_RATE),200)
 
 # Istio Wasm image ("compat") of target/keyhop.wasm as an OCI layout; IMAGE_OUT=….tar for an archive
 image: build

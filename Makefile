@@ -43,10 +43,10 @@ build: tools
 demo: build
 	cargo run --quiet -p keyhop-e2e --bin keyhop-demo
 
-# Every test, then a short bounded fuzzing run of each target (20 s each).
+# A short bounded fuzzing run of each target (20 s each), then every test.
 test: build test-tools
-	cargo test --workspace --no-fail-fast
 	scripts/fuzz.sh 20
+	cargo test --workspace --no-fail-fast
 
 # The red-team report: every attack class against a real Envoy verifier, with per-class tables.
 attack: build

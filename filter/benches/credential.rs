@@ -7,7 +7,12 @@
 //!
 //! Credentials are single use, so the verify benches sign a batch of fresh credentials before
 //! the timed loop and start a fresh replay store for every batch.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -81,7 +86,13 @@ fn plain_headers() -> Vec<Header> {
 }
 
 fn request(headers: &[Header]) -> Request<'_> {
-    Request { method: "POST", scheme: "http", authority: AUTHORITY, path_and_query: PATH, headers }
+    Request {
+        method: "POST",
+        scheme: "http",
+        authority: AUTHORITY,
+        path_and_query: PATH,
+        headers,
+    }
 }
 
 fn nonce(n: u64) -> [u8; 16] {
@@ -144,7 +155,14 @@ fn credential(c: &mut Criterion) {
     group.bench_function("sign", |b| {
         b.iter(|| {
             counter += 1;
-            let signed = sign::sign(&sign_config, &mut sign_keys, &request(&headers), BODY, NOW, &nonce(counter));
+            let signed = sign::sign(
+                &sign_config,
+                &mut sign_keys,
+                &request(&headers),
+                BODY,
+                NOW,
+                &nonce(counter),
+            );
             black_box(signed.unwrap())
         })
     });
@@ -160,9 +178,17 @@ fn credential(c: &mut Criterion) {
                 |headers, store| {
                     let request = request(headers);
                     let mut facts = Facts::default();
-                    let pending = verify::check_headers(&verify_config, &request, NOW + 1, &mut facts).unwrap();
-                    let verified =
-                        verify::finish(&verify_config, &mut verify_keys, &pending, &request, BODY, store);
+                    let pending =
+                        verify::check_headers(&verify_config, &request, NOW + 1, &mut facts)
+                            .unwrap();
+                    let verified = verify::finish(
+                        &verify_config,
+                        &mut verify_keys,
+                        &pending,
+                        &request,
+                        BODY,
+                        store,
+                    );
                     black_box(verified.unwrap());
                 },
             )
@@ -173,10 +199,19 @@ fn credential(c: &mut Criterion) {
     // one computation no verifier of this scheme can avoid.
     let sample = signed_headers(&sign_config, &mut EpochKeyCache::new(1), 1);
     let input = sigfields::parse_signature_input(
-        sample.iter().find(|(n, _)| n == "signature-input").map(|(_, v)| v.as_slice()).unwrap(),
+        sample
+            .iter()
+            .find(|(n, _)| n == "signature-input")
+            .map(|(_, v)| v.as_slice())
+            .unwrap(),
     )
     .unwrap();
-    let base = message::signature_base(&input.components, &input.signature_params, &request(&sample)).unwrap();
+    let base = message::signature_base(
+        &input.components,
+        &input.signature_params,
+        &request(&sample),
+    )
+    .unwrap();
     let mut cache = EpochKeyCache::new(1);
     let key = cache
         .get(
@@ -189,7 +224,9 @@ fn credential(c: &mut Criterion) {
         .unwrap()
         .clone();
     println!("signature base: {} bytes", base.len());
-    group.bench_function("hmac_signature_base", |b| b.iter(|| black_box(keys::mac(&key, black_box(&base)))));
+    group.bench_function("hmac_signature_base", |b| {
+        b.iter(|| black_box(keys::mac(&key, black_box(&base))))
+    });
     group.finish();
 
     // The goal compares verify with one HMAC; on a busy machine two benches run a minute apart
@@ -203,8 +240,19 @@ fn credential(c: &mut Criterion) {
             |headers, store| {
                 let request = request(headers);
                 let mut facts = Facts::default();
-                let pending = verify::check_headers(&verify_config, &request, NOW + 1, &mut facts).unwrap();
-                black_box(verify::finish(&verify_config, &mut verify_keys, &pending, &request, BODY, store).unwrap());
+                let pending =
+                    verify::check_headers(&verify_config, &request, NOW + 1, &mut facts).unwrap();
+                black_box(
+                    verify::finish(
+                        &verify_config,
+                        &mut verify_keys,
+                        &pending,
+                        &request,
+                        BODY,
+                        store,
+                    )
+                    .unwrap(),
+                );
             },
         );
         let started = Instant::now();
@@ -227,26 +275,54 @@ fn credential(c: &mut Criterion) {
     parts.bench_function("check_headers", |b| {
         b.iter(|| {
             let mut facts = Facts::default();
-            black_box(verify::check_headers(&verify_config, &sample_request, NOW + 1, &mut facts).unwrap())
+            black_box(
+                verify::check_headers(&verify_config, &sample_request, NOW + 1, &mut facts)
+                    .unwrap(),
+            )
         })
     });
-    let signature_input = sample.iter().find(|(n, _)| n == "signature-input").map(|(_, v)| v.clone()).unwrap();
+    let signature_input = sample
+        .iter()
+        .find(|(n, _)| n == "signature-input")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     parts.bench_function("parse_signature_input", |b| {
         b.iter(|| black_box(sigfields::parse_signature_input(black_box(&signature_input)).unwrap()))
     });
-    let signature = sample.iter().find(|(n, _)| n == "signature").map(|(_, v)| v.clone()).unwrap();
+    let signature = sample
+        .iter()
+        .find(|(n, _)| n == "signature")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     parts.bench_function("parse_signature", |b| {
-        b.iter(|| black_box(sigfields::parse_signature(black_box(&signature), profile::LABEL).unwrap()))
+        b.iter(|| {
+            black_box(sigfields::parse_signature(black_box(&signature), profile::LABEL).unwrap())
+        })
     });
-    let content_digest = sample.iter().find(|(n, _)| n == "content-digest").map(|(_, v)| v.clone()).unwrap();
+    let content_digest = sample
+        .iter()
+        .find(|(n, _)| n == "content-digest")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     parts.bench_function("content_digest_check", |b| {
         b.iter(|| {
-            black_box(digest::check(Some(black_box(&content_digest)), &digest::sha256(black_box(BODY))).unwrap())
+            digest::check(
+                Some(black_box(&content_digest)),
+                &digest::sha256(black_box(BODY)),
+            )
+            .unwrap();
         })
     });
     parts.bench_function("signature_base", |b| {
         b.iter(|| {
-            black_box(message::signature_base(&input.components, &input.signature_params, &sample_request).unwrap())
+            black_box(
+                message::signature_base(
+                    &input.components,
+                    &input.signature_params,
+                    &sample_request,
+                )
+                .unwrap(),
+            )
         })
     });
     let mut replay_next = 2_000_000_000u64;
@@ -256,7 +332,12 @@ fn credential(c: &mut Criterion) {
             over_fresh_credentials(
                 iterations,
                 |i| format!("nonce-{}", replay_next + i),
-                |nonce, store| black_box(verify_config.replay.check_and_record(store, nonce, NOW).unwrap()),
+                |nonce, store| {
+                    verify_config
+                        .replay
+                        .check_and_record(store, black_box(nonce), NOW)
+                        .unwrap();
+                },
             )
         })
     });

@@ -96,8 +96,14 @@ enum Path2 {
 }
 
 impl Path2 {
-    const ALL: [Path2; 6] =
-        [Path2::Bare, Path2::Jwt, Path2::Verify, Path2::PlainBare, Path2::WasmNoop, Path2::WasmSkeleton];
+    const ALL: [Path2; 6] = [
+        Path2::Bare,
+        Path2::Jwt,
+        Path2::Verify,
+        Path2::PlainBare,
+        Path2::WasmNoop,
+        Path2::WasmSkeleton,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -158,7 +164,10 @@ struct Settings {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn settings() -> Settings {
@@ -187,7 +196,10 @@ fn run() -> io::Result<()> {
     let settings = settings();
     envoy::check_prerequisites()?;
     let h2load = which("h2load").ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "no h2load (run scripts/ensure-tools.sh load)")
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no h2load (run scripts/ensure-tools.sh load)",
+        )
     })?;
     let run_dir = new_run_dir("bench")?;
 
@@ -224,56 +236,95 @@ fn run() -> io::Result<()> {
     .map(|&p| free_port().map(|actual| (p, actual)))
     .collect::<io::Result<_>>()?;
     let port = |documented: u16| -> u16 {
-        ports.iter().find(|(d, _)| *d == documented).map_or(documented, |(_, a)| *a)
+        ports
+            .iter()
+            .find(|(d, _)| *d == documented)
+            .map_or(documented, |(_, a)| *a)
     };
 
     // The Wasm floor module, compiled from its text for this run.
     let floor_text = fs::read_to_string(envoy::repo_root().join("envoy/bench/wasm-floor.wat"))?;
     let floor = run_dir.join("wasm-floor.wasm");
-    fs::write(&floor, wat::parse_str(&floor_text).map_err(|e| io::Error::other(format!("wasm-floor.wat: {e}")))?)?;
+    fs::write(
+        &floor,
+        wat::parse_str(&floor_text)
+            .map_err(|e| io::Error::other(format!("wasm-floor.wat: {e}")))?,
+    )?;
 
-    let back_config = render_config(&envoy::read_config("bench/back.yaml")?, &ports_in(&ports, &[
-        documented::BACK_ADMIN,
-        documented::BARE,
-        documented::JWT,
-        documented::VERIFY,
-        documented::UPSTREAM,
-        documented::WASM_NOOP,
-        documented::WASM_SKELETON,
-    ]), &wasm)?;
+    let back_config = render_config(
+        &envoy::read_config("bench/back.yaml")?,
+        &ports_in(
+            &ports,
+            &[
+                documented::BACK_ADMIN,
+                documented::BARE,
+                documented::JWT,
+                documented::VERIFY,
+                documented::UPSTREAM,
+                documented::WASM_NOOP,
+                documented::WASM_SKELETON,
+            ],
+        ),
+        &wasm,
+    )?;
     let back_config = back_config.replace(
         &format!("filename: {FLOOR_WASM_PATH}"),
         &format!("filename: {}", floor.display()),
     );
-    let front_config = render_config(&envoy::read_config("bench/front.yaml")?, &ports_in(&ports, &[
-        documented::FRONT_ADMIN,
-        documented::PLAIN_TO_BARE,
-        documented::SIGN_TO_BARE,
-        documented::SIGN_TO_JWT,
-        documented::SIGN_TO_VERIFY,
-        documented::SIGN_TO_WASM_NOOP,
-        documented::SIGN_TO_WASM_SKELETON,
-        documented::BARE,
-        documented::JWT,
-        documented::VERIFY,
-        documented::WASM_NOOP,
-        documented::WASM_SKELETON,
-    ]), &wasm)?;
+    let front_config = render_config(
+        &envoy::read_config("bench/front.yaml")?,
+        &ports_in(
+            &ports,
+            &[
+                documented::FRONT_ADMIN,
+                documented::PLAIN_TO_BARE,
+                documented::SIGN_TO_BARE,
+                documented::SIGN_TO_JWT,
+                documented::SIGN_TO_VERIFY,
+                documented::SIGN_TO_WASM_NOOP,
+                documented::SIGN_TO_WASM_SKELETON,
+                documented::BARE,
+                documented::JWT,
+                documented::VERIFY,
+                documented::WASM_NOOP,
+                documented::WASM_SKELETON,
+            ],
+        ),
+        &wasm,
+    )?;
 
     start_upstream(port(documented::UPSTREAM))?;
     let env = [(SECRET_ENV, secret.as_str()), (JWKS_ENV, jwks.as_str())];
-    let back = Proxy::start("back", &back_config, addr(port(documented::BACK_ADMIN)), &env, &run_dir)?;
-    let front = Proxy::start("front", &front_config, addr(port(documented::FRONT_ADMIN)), &env, &run_dir)?;
+    let back = Proxy::start(
+        "back",
+        &back_config,
+        addr(port(documented::BACK_ADMIN)),
+        &env,
+        &run_dir,
+    )?;
+    let front = Proxy::start(
+        "front",
+        &front_config,
+        addr(port(documented::FRONT_ADMIN)),
+        &env,
+        &run_dir,
+    )?;
 
     let body_file = run_dir.join("body.json");
     fs::write(&body_file, BODY)?;
-    let load = Load { h2load, body_file, token: token.clone(), run_dir: run_dir.clone() };
+    let load = Load {
+        h2load,
+        body_file,
+        token: token.clone(),
+        run_dir: run_dir.clone(),
+    };
 
     // Every path must answer 200 before anything is measured.
     for path in Path2::ALL {
         let response = http::send(
             addr(port(path.front_port())),
-            &Request::post_json(TARGET_PATH, BODY).header("authorization", format!("Bearer {token}")),
+            &Request::post_json(TARGET_PATH, BODY)
+                .header("authorization", format!("Bearer {token}")),
         )?;
         if response.status != 200 {
             return Err(io::Error::other(format!(
@@ -293,7 +344,11 @@ fn run() -> io::Result<()> {
         Path2::ALL.len(),
         settings.seconds,
         settings.rps,
-        if settings.max_seconds > 0 { format!(" + {} s closed loop", settings.max_seconds) } else { String::new() },
+        if settings.max_seconds > 0 {
+            format!(" + {} s closed loop", settings.max_seconds)
+        } else {
+            String::new()
+        },
         run_dir.display()
     );
     // Warm every path once (V8 tiers the module up, connection pools fill) before measuring.
@@ -306,12 +361,23 @@ fn run() -> io::Result<()> {
     let mut closed: BTreeMap<Path2, Vec<Sample>> = BTreeMap::new();
     for round in 0..settings.rounds {
         for i in 0..Path2::ALL.len() {
-            let path = Path2::ALL.get((i + round) % Path2::ALL.len()).copied().unwrap_or(Path2::Bare);
+            let path = Path2::ALL
+                .get((i + round) % Path2::ALL.len())
+                .copied()
+                .unwrap_or(Path2::Bare);
             let url = format!("http://127.0.0.1:{}{TARGET_PATH}", port(path.front_port()));
 
             load.run(&url, FIXED_CONNECTIONS, Some(settings.rps), 1, None)?;
-            let sample = measure(&load, &front, &back, &url, FIXED_CONNECTIONS, Some(settings.rps), settings.seconds)
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.label())))?;
+            let sample = measure(
+                &load,
+                &front,
+                &back,
+                &url,
+                FIXED_CONNECTIONS,
+                Some(settings.rps),
+                settings.seconds,
+            )
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.label())))?;
             println!(
                 "  round {} {:<28} back {:>6.1} µs/req (worker {:>6.1}, stat {:>6.1})  front {:>6.1} µs/req  {:>5.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
                 round + 1,
@@ -327,8 +393,16 @@ fn run() -> io::Result<()> {
             fixed.entry(path).or_default().push(sample);
 
             if settings.max_seconds > 0 {
-                let sample = measure(&load, &front, &back, &url, MAX_CONNECTIONS, None, settings.max_seconds)
-                    .map_err(|e| io::Error::other(format!("{} (closed loop): {e}", path.label())))?;
+                let sample = measure(
+                    &load,
+                    &front,
+                    &back,
+                    &url,
+                    MAX_CONNECTIONS,
+                    None,
+                    settings.max_seconds,
+                )
+                .map_err(|e| io::Error::other(format!("{} (closed loop): {e}", path.label())))?;
                 closed.entry(path).or_default().push(sample);
             }
         }
@@ -337,16 +411,32 @@ fn run() -> io::Result<()> {
 
     // The verifier accepted every credential exactly once and refused none.
     let stats = back.stats("keyhop")?;
-    let allowed = stats.get("wasmcustom.keyhop.verify.allow").copied().unwrap_or(0);
-    let refused: u64 = stats.iter().filter(|(k, _)| k.contains(".deny.")).map(|(_, v)| *v).sum();
+    let allowed = stats
+        .get("wasmcustom.keyhop.verify.allow")
+        .copied()
+        .unwrap_or(0);
+    let refused: u64 = stats
+        .iter()
+        .filter(|(k, _)| k.contains(".deny."))
+        .map(|(_, v)| *v)
+        .sum();
     // Connections per request on each back listener: a path that opened a connection per
     // request would pay for it in CPU, and not because of its auth filter.
     let http_stats = back.stats("downstream_")?;
     let reuse: Vec<String> = ["bare", "jwt", "verify", "wasm_noop", "wasm_skeleton"]
         .iter()
         .map(|prefix| {
-            let get = |name: &str| http_stats.get(&format!("http.{prefix}.{name}")).copied().unwrap_or(0);
-            format!("{prefix} {} requests on {} connections", get("downstream_rq_total"), get("downstream_cx_total"))
+            let get = |name: &str| {
+                http_stats
+                    .get(&format!("http.{prefix}.{name}"))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            format!(
+                "{prefix} {} requests on {} connections",
+                get("downstream_rq_total"),
+                get("downstream_cx_total")
+            )
         })
         .collect();
     let back_rss = rss_kib(back.pid())?;
@@ -380,11 +470,15 @@ fn run() -> io::Result<()> {
 /// with a small JSON body, keeping connections open. A thread per connection; Envoy opens few.
 fn start_upstream(port: u16) -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
-    thread::Builder::new().name("upstream".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = thread::Builder::new().name("upstream-conn".into()).spawn(move || serve(stream));
-        }
-    })?;
+    thread::Builder::new()
+        .name("upstream".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = thread::Builder::new()
+                    .name("upstream-conn".into())
+                    .spawn(move || serve(stream));
+            }
+        })?;
     Ok(())
 }
 
@@ -392,7 +486,9 @@ fn serve(stream: TcpStream) {
     const RESPONSE: &[u8] =
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{\"score\":42}\n";
     let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = io::BufReader::new(stream);
     while let Ok(Some(_request)) = http::read_request(&mut reader) {
         if writer.write_all(RESPONSE).is_err() {
@@ -402,7 +498,10 @@ fn serve(stream: TcpStream) {
 }
 
 fn ports_in(all: &[(u16, u16)], wanted: &[u16]) -> Vec<(u16, u16)> {
-    all.iter().copied().filter(|(d, _)| wanted.contains(d)).collect()
+    all.iter()
+        .copied()
+        .filter(|(d, _)| wanted.contains(d))
+        .collect()
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -440,8 +539,12 @@ fn measure(
         front_us: front_after.all_ns.saturating_sub(front_before.all_ns) as f64 / 1000.0 / n,
         back_us: back_after.all_ns.saturating_sub(back_before.all_ns) as f64 / 1000.0 / n,
         back_stat_us: back_after.ticks.saturating_sub(back_before.ticks) as f64 * tick_us() / n,
-        front_worker_us: front_after.worker_ns.saturating_sub(front_before.worker_ns) as f64 / 1000.0 / n,
-        back_worker_us: back_after.worker_ns.saturating_sub(back_before.worker_ns) as f64 / 1000.0 / n,
+        front_worker_us: front_after.worker_ns.saturating_sub(front_before.worker_ns) as f64
+            / 1000.0
+            / n,
+        back_worker_us: back_after.worker_ns.saturating_sub(back_before.worker_ns) as f64
+            / 1000.0
+            / n,
     })
 }
 
@@ -470,17 +573,26 @@ fn cpu(pid: u32) -> io::Result<Cpu> {
     for task in fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = task?.path();
         // A thread may end between listing and reading; it then counts for nothing here.
-        let is_worker = fs::read_to_string(dir.join("comm")).is_ok_and(|name| name.starts_with("wrk:"));
+        let is_worker =
+            fs::read_to_string(dir.join("comm")).is_ok_and(|name| name.starts_with("wrk:"));
         let run_ns = fs::read_to_string(dir.join("schedstat"))
             .ok()
-            .and_then(|text| text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .and_then(|text| {
+                text.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .unwrap_or(0);
         all_ns += run_ns;
         if is_worker {
             worker_ns += run_ns;
         }
     }
-    Ok(Cpu { worker_ns, all_ns, ticks })
+    Ok(Cpu {
+        worker_ns,
+        all_ns,
+        ticks,
+    })
 }
 
 /// Microseconds per clock tick (`getconf CLK_TCK`, almost always 100 Hz).
@@ -514,7 +626,9 @@ fn loadavg() -> String {
 
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
     })
 }
 
@@ -525,7 +639,13 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(name: &str, config: &str, admin: SocketAddr, env: &[(&str, &str)], run_dir: &Path) -> io::Result<Proxy> {
+    fn start(
+        name: &str,
+        config: &str,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+        run_dir: &Path,
+    ) -> io::Result<Proxy> {
         let config_path = run_dir.join(format!("{name}.yaml"));
         fs::write(&config_path, config)?;
         let log = fs::File::create(run_dir.join(format!("{name}.log")))?;
@@ -533,7 +653,13 @@ impl Proxy {
         command
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ])
             .current_dir(envoy::repo_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -541,7 +667,10 @@ impl Proxy {
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut proxy = Proxy { child: command.spawn()?, admin };
+        let mut proxy = Proxy {
+            child: command.spawn()?,
+            admin,
+        };
 
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -555,7 +684,10 @@ impl Proxy {
                 return Ok(proxy);
             }
             if Instant::now() > deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("envoy {name} not ready")));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("envoy {name} not ready"),
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -566,7 +698,10 @@ impl Proxy {
     }
 
     fn admin_get(&self, path: &str) -> io::Result<http::Response> {
-        http::send(self.admin, &Request::get(path).header("connection", "close"))
+        http::send(
+            self.admin,
+            &Request::get(path).header("connection", "close"),
+        )
     }
 
     fn stats(&self, filter: &str) -> io::Result<BTreeMap<String, u64>> {
@@ -611,7 +746,14 @@ impl Load {
     /// Runs h2load for `seconds` (HTTP/2 to the front Envoy, one stream per connection), at
     /// `rps` in total when given, as fast as it goes otherwise. With `log`, per-request
     /// latencies are kept for percentiles.
-    fn run(&self, url: &str, connections: u32, rps: Option<u32>, seconds: u64, log: Option<&str>) -> io::Result<Outcome> {
+    fn run(
+        &self,
+        url: &str,
+        connections: u32,
+        rps: Option<u32>,
+        seconds: u64,
+        log: Option<&str>,
+    ) -> io::Result<Outcome> {
         let mut command = Command::new(&self.h2load);
         command
             .args(["-c", &connections.to_string(), "-m", "1", "-t", "1"])
@@ -691,7 +833,9 @@ fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     match v.len() {
         0 => 0.0,
         n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(0.0),
-        n => (v.get(n / 2 - 1).copied().unwrap_or(0.0) + v.get(n / 2).copied().unwrap_or(0.0)) / 2.0,
+        n => {
+            (v.get(n / 2 - 1).copied().unwrap_or(0.0) + v.get(n / 2).copied().unwrap_or(0.0)) / 2.0
+        }
     }
 }
 
@@ -718,7 +862,12 @@ impl Report<'_> {
 
     /// The median over rounds of a per-round difference between two paths.
     fn paired(&self, a: Path2, b: Path2, f: impl Fn(&Sample) -> f64) -> f64 {
-        median(self.samples(a).iter().zip(self.samples(b)).map(|(x, y)| f(x) - f(y)))
+        median(
+            self.samples(a)
+                .iter()
+                .zip(self.samples(b))
+                .map(|(x, y)| f(x) - f(y)),
+        )
     }
 
     fn markdown(&self) -> String {
@@ -737,7 +886,10 @@ impl Report<'_> {
             s.rps,
             FIXED_CONNECTIONS,
             if s.max_seconds > 0 {
-                format!(", then {} s closed loop ({} connections) for throughput", s.max_seconds, MAX_CONNECTIONS)
+                format!(
+                    ", then {} s closed loop ({} connections) for throughput",
+                    s.max_seconds, MAX_CONNECTIONS
+                )
             } else {
                 String::new()
             },
@@ -750,7 +902,14 @@ impl Report<'_> {
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for path in Path2::ALL {
             let v = self.samples(path);
-            let max_rps = median(self.closed.get(&path).map(Vec::as_slice).unwrap_or_default().iter().map(|x| x.rps));
+            let max_rps = median(
+                self.closed
+                    .get(&path)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| x.rps),
+            );
             let _ = writeln!(
                 out,
                 "| {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {} |",
@@ -763,7 +922,11 @@ impl Report<'_> {
                 median(v.iter().map(|x| x.rps)),
                 median(v.iter().map(|x| x.p50_ms)),
                 median(v.iter().map(|x| x.p99_ms)),
-                if max_rps > 0.0 { format!("{max_rps:.0}") } else { "–".to_owned() }
+                if max_rps > 0.0 {
+                    format!("{max_rps:.0}")
+                } else {
+                    "–".to_owned()
+                }
             );
         }
 
@@ -782,17 +945,31 @@ impl Report<'_> {
             jwt: self.paired(Path2::Jwt, Path2::Bare, |x| x.back_worker_us),
             verify: self.paired(Path2::Verify, Path2::Bare, |x| x.back_worker_us),
             sign: self.paired(Path2::Bare, Path2::PlainBare, |x| x.front_worker_us),
-            both: self.paired(Path2::Verify, Path2::PlainBare, |x| x.front_worker_us + x.back_worker_us),
+            both: self.paired(Path2::Verify, Path2::PlainBare, |x| {
+                x.front_worker_us + x.back_worker_us
+            }),
         };
         out.push_str("\n| added CPU per request (median of per-round differences) | µs (process) | ÷ jwt_authn | µs (worker thread) | ÷ jwt_authn | goal |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
-        let rows: [(&str, fn(&Added) -> f64, &str); 6] = [
+        let rows: [AddedRow; 6] = [
             ("jwt_authn (HS256) on the back Envoy", |a| a.jwt, ""),
             ("keyhop verify on the back Envoy", |a| a.verify, "≤ 0.5"),
             ("keyhop sign on the front Envoy", |a| a.sign, ""),
-            ("keyhop sign + verify, both Envoys (two-hop)", |a| a.both, "≤ 1.0"),
-            ("floor: a no-op Wasm filter on the back Envoy", |a| a.noop, ""),
-            ("floor: Wasm skeleton (headers + buffered body into the VM)", |a| a.skeleton, ""),
+            (
+                "keyhop sign + verify, both Envoys (two-hop)",
+                |a| a.both,
+                "≤ 1.0",
+            ),
+            (
+                "floor: a no-op Wasm filter on the back Envoy",
+                |a| a.noop,
+                "",
+            ),
+            (
+                "floor: Wasm skeleton (headers + buffered body into the VM)",
+                |a| a.skeleton,
+                "",
+            ),
         ];
         for (label, pick, goal) in rows {
             let _ = writeln!(
@@ -805,7 +982,13 @@ impl Report<'_> {
             );
         }
 
-        let requests: u64 = self.fixed.values().flatten().chain(self.closed.values().flatten()).map(|x| x.requests).sum();
+        let requests: u64 = self
+            .fixed
+            .values()
+            .flatten()
+            .chain(self.closed.values().flatten())
+            .map(|x| x.requests)
+            .sum();
         let _ = writeln!(
             out,
             "\n{} requests measured; the verifier allowed {} credentials and refused {}. \
@@ -820,6 +1003,9 @@ impl Report<'_> {
         out
     }
 }
+
+/// One row of the added-cost table: its label, which figure, and the goal it is held to.
+type AddedRow = (&'static str, fn(&Added) -> f64, &'static str);
 
 /// CPU added per request by each keyhop step and by jwt_authn, in µs.
 struct Added {
@@ -851,7 +1037,11 @@ fn write_section(doc: &Path, markdown: &str) -> io::Result<()> {
     let block = format!("{BEGIN}\n{markdown}{END}");
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{block}{}", old.get(..b).unwrap_or_default(), old.get(e + END.len()..).unwrap_or_default())
+            format!(
+                "{}{block}{}",
+                old.get(..b).unwrap_or_default(),
+                old.get(e + END.len()..).unwrap_or_default()
+            )
         }
         _ => format!("{old}\n{block}\n"),
     };
@@ -866,14 +1056,22 @@ fn envoy_version() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         // "<binary>  version: <commit>/1.40.0/Clean/RELEASE/BoringSSL"
         .and_then(|s| {
-            let build = s.split("version:").nth(1)?.split_whitespace().next()?.to_owned();
+            let build = s
+                .split("version:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_owned();
             Some(format!("Envoy {}", build.split('/').nth(1)?))
         })
         .unwrap_or_else(|| "Envoy".to_owned())
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn utc_now() -> String {
@@ -907,7 +1105,11 @@ fn mint_jwt(key: &[u8], exp: u64) -> io::Result<String> {
         .as_bytes(),
     );
     let signing_input = format!("{header}.{claims}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| io::Error::other(format!("hmac: {e}")))?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).map_err(|e| io::Error::other(format!("hmac: {e}")))?;
     mac.update(signing_input.as_bytes());
-    Ok(format!("{signing_input}.{}", b64url(&mac.finalize().into_bytes())))
+    Ok(format!(
+        "{signing_input}.{}",
+        b64url(&mac.finalize().into_bytes())
+    ))
 }

@@ -20,8 +20,9 @@ pub struct AuditLine {
     pub decision: &'static str,
     /// `ok` or the reason code.
     pub reason: &'static str,
-    /// The HTTP status of a refusal; 0 when the request went on.
-    pub status: u16,
+    /// The HTTP status of a refusal; `null` when the request went on (its status is the
+    /// upstream's, not known yet).
+    pub status: Option<u16>,
     /// The claimed (on deny) or verified (on allow) SPIFFE ID.
     pub identity: Option<String>,
     /// The key id.
@@ -61,7 +62,7 @@ mod tests {
             mode: "verify",
             decision: "deny",
             reason: "replay",
-            status: 401,
+            status: Some(401),
             path: bounded(&format!("/a\"\n{}", "x".repeat(1000))),
             ..AuditLine::default()
         };

@@ -619,7 +619,7 @@ impl Stream {
             mode: plugin.counters.mode,
             decision,
             reason: outcome.err().map_or("ok", Reason::code),
-            status: outcome.err().map_or(0, Reason::status),
+            status: outcome.err().map(Reason::status),
             identity: self.facts.identity.clone(),
             key_id: self.facts.key_id.clone(),
             epoch: self.facts.epoch,

@@ -261,7 +261,7 @@ fn each_decision_writes_one_audit_line() {
     assert_eq!(field(allow, "mode"), "verify");
     assert_eq!(field(allow, "decision"), "allow");
     assert_eq!(field(allow, "reason"), "ok");
-    assert_eq!(field(allow, "status"), 200);
+    assert_eq!(field(allow, "status"), serde_json::Value::Null);
     assert_eq!(field(allow, "identity"), PORTAL_WEB_ID);
     assert_eq!(field(allow, "key_id"), "portal-2026");
     assert_eq!(field(allow, "path"), SCORE_PATH);

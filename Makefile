@@ -8,6 +8,7 @@
 #   make image   the Istio Wasm image of the module (OCI layout in target/keyhop-oci)
 #   make push    push it: make push REGISTRY=host[:port]/repository:tag
 #   make istio-pin  re-pin istio/*.yaml to the module just built
+#   make bench   keyhop against jwt_authn in real Envoy (docs/BENCHMARKS.md); bench-micro: criterion
 #   make attack  the red-team report (per-class tables)
 #   make fuzz    run the fuzz targets (FUZZ_SECONDS, FUZZ_TARGETS)
 #   make soak    steady load, memory over time (SOAK_SECONDS, SOAK_RATE)
@@ -26,7 +27,7 @@ REGISTRY ?=
 REGISTRY_USER ?=
 INSECURE ?=
 
-.PHONY: all tools test-tools build demo test clean image push istio-pin attack fuzz soak
+.PHONY: all tools test-tools build demo test clean image push istio-pin attack fuzz soak bench bench-micro
 
 all: build
 
@@ -51,6 +52,17 @@ test: build test-tools
 # The red-team report: every attack class against a real Envoy verifier, with per-class tables.
 attack: build
 	cargo test -p keyhop-e2e --test attacks -- --nocapture --test-threads 1
+
+# keyhop verify/sign against Envoy's jwt_authn on loopback, a few minutes; rewrites the table in
+# docs/BENCHMARKS.md (KEYHOP_BENCH_ROUNDS / _SECONDS / _RPS / _MAX_SECONDS / _DOC tune it).
+bench: build
+	scripts/ensure-tools.sh load
+	nice -n -10 cargo run --release --quiet -p keyhop-e2e --bin keyhop-bench
+
+# Criterion benches, native and through the module in the simulator.
+bench-micro: build
+	cargo bench -p keyhop-filter --bench credential
+	cargo bench -p keyhop-host-sim --bench requests
 
 # make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="sigfields digest"]
 fuzz:

@@ -221,7 +221,19 @@ fn credential_from_a_portal_with_another_secret_is_refused_as_bad_signature() {
 
     let response = topology.send_as_portal_web(&score()).expect("call");
 
-    assert_verdict(&response, 401, "bad_signature");
+    // The partner refuses with bad_signature. A caller that did not prove who it is gets an
+    // unsigned refusal, and the portal, which checks every reply on /v1/, answers 502.
+    assert_verdict(&response, 502, "response_unsigned");
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = topology.partner.audit_lines();
+        if !lines.is_empty() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let reasons: Vec<_> = lines.iter().filter_map(|l| l.get("reason").cloned()).collect();
+    assert_eq!(reasons, vec![serde_json::Value::from("bad_signature")]);
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub fn bounded(value: &str) -> String {
 impl AuditLine {
     /// The JSON text of the line.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"keyhop":"audit","decision":"unknown"}"#.to_string())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"keyhop":"audit","decision":"unknown"}"#.to_string())
     }
 }
 
@@ -69,7 +70,10 @@ mod tests {
         let json = line.to_json();
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(parsed["reason"], "replay");
-        assert_eq!(parsed["path"].as_str().expect("path").chars().count(), FIELD_MAX);
+        assert_eq!(
+            parsed["path"].as_str().expect("path").chars().count(),
+            FIELD_MAX
+        );
         assert!(!json.contains('\n'));
     }
 }

@@ -37,7 +37,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// A checked configuration.
@@ -228,7 +231,10 @@ struct RawReplay {
 
 impl Default for RawReplay {
     fn default() -> Self {
-        RawReplay { shards: default_shards(), entries_per_shard: default_entries() }
+        RawReplay {
+            shards: default_shards(),
+            entries_per_shard: default_entries(),
+        }
     }
 }
 
@@ -269,7 +275,10 @@ fn default_entries() -> usize {
 impl Config {
     /// Parses and checks a plugin configuration. `env` looks up the VM's environment
     /// variables by name (for root secrets).
-    pub fn from_json(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_json(
+        json: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| error("(json)", e.to_string()))?;
         let serde_json::Value::Object(mut fields) = value else {
@@ -285,7 +294,9 @@ impl Config {
     }
 }
 
-fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T, ConfigError> {
+fn parse_fields<T: serde::de::DeserializeOwned>(
+    fields: serde_json::Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(fields).map_err(|e| json_error(&e))
 }
 
@@ -308,9 +319,17 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError 
     error(field, message)
 }
 
-fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<SignConfig, ConfigError> {
+fn check_sign(
+    raw: RawSign,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SignConfig, ConfigError> {
     let trust_domain = identity::parse(&raw.identity)
-        .map_err(|_| error("identity", "must be a SPIFFE ID such as spiffe://example.org/ns/a/sa/b"))?
+        .map_err(|_| {
+            error(
+                "identity",
+                "must be a SPIFFE ID such as spiffe://example.org/ns/a/sa/b",
+            )
+        })?
         .trust_domain
         .to_string();
     check_audience(&raw.audience)?;
@@ -324,11 +343,19 @@ fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<Sign
     }
     for (i, prefix) in raw.verify_responses.iter().enumerate() {
         if !prefix.starts_with('/') {
-            return Err(error(format!("verify_responses[{i}]"), "path prefixes start with /"));
+            return Err(error(
+                format!("verify_responses[{i}]"),
+                "path prefixes start with /",
+            ));
         }
     }
     check_body("max_response_body_bytes", raw.max_response_body_bytes)?;
-    check_range("response_max_age_seconds", raw.response_max_age_seconds, 1, 300)?;
+    check_range(
+        "response_max_age_seconds",
+        raw.response_max_age_seconds,
+        1,
+        300,
+    )?;
     check_range("future_skew_seconds", raw.future_skew_seconds, 0, 60)?;
 
     Ok(SignConfig {
@@ -350,7 +377,10 @@ fn check_sign(raw: RawSign, env: &dyn Fn(&str) -> Option<String>) -> Result<Sign
     })
 }
 
-fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<VerifyConfig, ConfigError> {
+fn check_verify(
+    raw: RawVerify,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<VerifyConfig, ConfigError> {
     check_audience(&raw.audience)?;
     check_hop(raw.hop_seconds)?;
     check_range("max_age_seconds", raw.max_age_seconds, 1, 300)?;
@@ -359,8 +389,18 @@ fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<
     check_body("max_body_bytes", raw.max_body_bytes)?;
     check_header_name("verified_identity_header", &raw.verified_identity_header)?;
     check_range("replay.shards", u64::from(raw.replay.shards), 1, 65_536)?;
-    check_range("replay.entries_per_shard", raw.replay.entries_per_shard as u64, 1, 4096)?;
-    check_range("response_lifetime_seconds", raw.response_lifetime_seconds, 1, 300)?;
+    check_range(
+        "replay.entries_per_shard",
+        raw.replay.entries_per_shard as u64,
+        1,
+        4096,
+    )?;
+    check_range(
+        "response_lifetime_seconds",
+        raw.response_lifetime_seconds,
+        1,
+        300,
+    )?;
     check_body("max_response_body_bytes", raw.max_response_body_bytes)?;
 
     if raw.keys.is_empty() {
@@ -373,18 +413,32 @@ fn check_verify(raw: RawVerify, env: &dyn Fn(&str) -> Option<String>) -> Result<
             return Err(error(format!("keys[{i}].id"), "duplicate key id"));
         }
         if key.alg != profile::ALG {
-            return Err(error(format!("keys[{i}].alg"), "only hmac-sha256 is supported"));
+            return Err(error(
+                format!("keys[{i}].alg"),
+                "only hmac-sha256 is supported",
+            ));
         }
         if key.trust_domains.is_empty() {
-            return Err(error(format!("keys[{i}].trust_domains"), "at least one trust domain is required"));
+            return Err(error(
+                format!("keys[{i}].trust_domains"),
+                "at least one trust domain is required",
+            ));
         }
         for (j, domain) in key.trust_domains.iter().enumerate() {
             if !identity::is_trust_domain(domain) {
-                return Err(error(format!("keys[{i}].trust_domains[{j}]"), "not a trust domain name"));
+                return Err(error(
+                    format!("keys[{i}].trust_domains[{j}]"),
+                    "not a trust domain name",
+                ));
             }
         }
         let secret = read_secret(&format!("keys[{i}].secret_env"), &key.secret_env, env)?;
-        keys.push(VerifyKey { id: key.id, secret, alg: key.alg, trust_domains: key.trust_domains });
+        keys.push(VerifyKey {
+            id: key.id,
+            secret,
+            alg: key.alg,
+            trust_domains: key.trust_domains,
+        });
     }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
@@ -422,25 +476,46 @@ fn check_route(i: usize, raw: RawRoute) -> Result<Route, ConfigError> {
     let path = match (raw.path_exact, raw.path_prefix) {
         (Some(exact), None) if exact.starts_with('/') => PathMatch::Exact(exact),
         (None, Some(prefix)) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
-        (Some(_), Some(_)) => return Err(error(field("path_exact"), "give path_exact or path_prefix, not both")),
-        (None, None) => return Err(error(field("path_prefix"), "a route needs path_exact or path_prefix")),
+        (Some(_), Some(_)) => {
+            return Err(error(
+                field("path_exact"),
+                "give path_exact or path_prefix, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(error(
+                field("path_prefix"),
+                "a route needs path_exact or path_prefix",
+            ))
+        }
         _ => return Err(error(field("path_prefix"), "paths start with /")),
     };
     if let Some(methods) = &raw.methods {
         for (j, method) in methods.iter().enumerate() {
             let token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
             if !token {
-                return Err(error(field(&format!("methods[{j}]")), "methods are upper-case tokens"));
+                return Err(error(
+                    field(&format!("methods[{j}]")),
+                    "methods are upper-case tokens",
+                ));
             }
         }
     }
     if raw.allow.is_empty() {
-        return Err(error(field("allow"), "at least one principal is required (a route allowing nobody is a typo)"));
+        return Err(error(
+            field("allow"),
+            "at least one principal is required (a route allowing nobody is a typo)",
+        ));
     }
     let mut allow = Vec::with_capacity(raw.allow.len());
     for (j, principal) in raw.allow.into_iter().enumerate() {
-        let parsed = match principal.strip_suffix("/*").and_then(|p| p.strip_prefix("spiffe://")) {
-            Some(domain) if identity::is_trust_domain(domain) => Principal::TrustDomain(domain.to_string()),
+        let parsed = match principal
+            .strip_suffix("/*")
+            .and_then(|p| p.strip_prefix("spiffe://"))
+        {
+            Some(domain) if identity::is_trust_domain(domain) => {
+                Principal::TrustDomain(domain.to_string())
+            }
             Some(_) => return Err(error(field(&format!("allow[{j}]")), "not a trust domain")),
             None => {
                 identity::parse(&principal)
@@ -450,13 +525,20 @@ fn check_route(i: usize, raw: RawRoute) -> Result<Route, ConfigError> {
         };
         allow.push(parsed);
     }
-    Ok(Route { methods: raw.methods, path, allow })
+    Ok(Route {
+        methods: raw.methods,
+        path,
+        allow,
+    })
 }
 
 fn check_audience(audience: &str) -> Result<(), ConfigError> {
     let printable = audience.bytes().all(|b| (0x21..0x7f).contains(&b));
     if audience.is_empty() || audience.len() > 255 || !printable {
-        return Err(error("audience", "1 to 255 printable ASCII characters, no spaces"));
+        return Err(error(
+            "audience",
+            "1 to 255 printable ASCII characters, no spaces",
+        ));
     }
     Ok(())
 }
@@ -467,7 +549,10 @@ fn check_hop(hop: u64) -> Result<(), ConfigError> {
 
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(error(field, format!("must be between {min} and {max}, got {value}")));
+        return Err(error(
+            field,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
     }
     Ok(())
 }
@@ -479,7 +564,9 @@ fn check_body(field: &str, value: usize) -> Result<(), ConfigError> {
 fn check_key_id(field: &str, id: &str) -> Result<(), ConfigError> {
     let valid = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if !valid {
         return Err(error(field, "1 to 64 characters of A-Z a-z 0-9 . - _"));
     }
@@ -488,26 +575,51 @@ fn check_key_id(field: &str, id: &str) -> Result<(), ConfigError> {
 
 fn check_header_name(field: &str, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
     if !valid {
         return Err(error(field, "a lowercase header name"));
     }
     if profile::CREDENTIAL_HEADERS.contains(&name) {
-        return Err(error(field, "keyhop's own credential headers cannot be used here"));
+        return Err(error(
+            field,
+            "keyhop's own credential headers cannot be used here",
+        ));
     }
     Ok(())
 }
 
-fn read_secret(field: &str, var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RootSecret, ConfigError> {
+fn read_secret(
+    field: &str,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RootSecret, ConfigError> {
     if var.is_empty() {
-        return Err(error(field, "names the VM environment variable holding the root secret"));
+        return Err(error(
+            field,
+            "names the VM environment variable holding the root secret",
+        ));
     }
-    let value = env(var).ok_or_else(|| error(field, format!("environment variable {var} is not set in the Wasm VM")))?;
+    let value = env(var).ok_or_else(|| {
+        error(
+            field,
+            format!("environment variable {var} is not set in the Wasm VM"),
+        )
+    })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .map_err(|_| error(field, format!("environment variable {var} is not standard base64")))?;
+        .map_err(|_| {
+            error(
+                field,
+                format!("environment variable {var} is not standard base64"),
+            )
+        })?;
     RootSecret::new(bytes).ok_or_else(|| {
-        error(field, format!("environment variable {var} holds fewer than {MIN_SECRET_LEN} bytes"))
+        error(
+            field,
+            format!("environment variable {var} holds fewer than {MIN_SECRET_LEN} bytes"),
+        )
     })
 }
 
@@ -566,23 +678,56 @@ mod tests {
     fn refusals_name_the_field() {
         assert_eq!(field_of(&verify_json(r#","colour":"red""#)), "colour");
         assert_eq!(field_of(&verify_json(r#","hop_seconds":2"#)), "hop_seconds");
-        assert_eq!(field_of(&verify_json(r#","hop_seconds":31"#)), "hop_seconds");
-        assert_eq!(field_of(&verify_json(r#","future_skew_seconds":600"#)), "future_skew_seconds");
-        assert_eq!(field_of(&verify_json(r#","replay":{"shards":0}"#)), "replay.shards");
-        assert_eq!(field_of(&verify_json(r#","replay":{"size":1}"#)), "replay.size");
-        assert_eq!(field_of(&verify_json(r#","verified_identity_header":"signature""#)), "verified_identity_header");
         assert_eq!(
-            field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":[]}]"#)),
+            field_of(&verify_json(r#","hop_seconds":31"#)),
+            "hop_seconds"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","future_skew_seconds":600"#)),
+            "future_skew_seconds"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","replay":{"shards":0}"#)),
+            "replay.shards"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","replay":{"size":1}"#)),
+            "replay.size"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","verified_identity_header":"signature""#)),
+            "verified_identity_header"
+        );
+        assert_eq!(
+            field_of(&verify_json(
+                r#","routes":[{"path_prefix":"/v1/","allow":[]}]"#
+            )),
             "routes[0].allow"
         );
         assert_eq!(
-            field_of(&verify_json(r#","routes":[{"path_prefix":"/v1/","allow":["bob"]}]"#)),
+            field_of(&verify_json(
+                r#","routes":[{"path_prefix":"/v1/","allow":["bob"]}]"#
+            )),
             "routes[0].allow[0]"
         );
-        assert_eq!(field_of(&verify_json(r#","mtls_binding":"always""#)), "mtls_binding");
-        assert_eq!(field_of(&verify_json(r#","hop_seconds":"ten""#)), "hop_seconds");
-        assert_eq!(field_of(&verify_json(r#","keys":[{"id":"k","secret_env":"GOOD","trust_domains":["f.example"],"algo":"x"}]"#)), "keys[0].algo");
-        assert_eq!(field_of(&verify_json(r#","routes":[{"path_prefix":"/"}]"#)), "routes[0].allow");
+        assert_eq!(
+            field_of(&verify_json(r#","mtls_binding":"always""#)),
+            "mtls_binding"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","hop_seconds":"ten""#)),
+            "hop_seconds"
+        );
+        assert_eq!(
+            field_of(&verify_json(
+                r#","keys":[{"id":"k","secret_env":"GOOD","trust_domains":["f.example"],"algo":"x"}]"#
+            )),
+            "keys[0].algo"
+        );
+        assert_eq!(
+            field_of(&verify_json(r#","routes":[{"path_prefix":"/"}]"#)),
+            "routes[0].allow"
+        );
         assert_eq!(field_of(r#"{"mode":"shout"}"#), "mode");
         assert_eq!(field_of("{"), "(json)");
         assert_eq!(field_of(r#"{"mode":"verify","audience":"a"}"#), "keys");

@@ -17,13 +17,18 @@ pub fn sha256(body: &[u8]) -> [u8; 32] {
 
 /// The `Content-Digest` field value for a body digest: `sha-256=:<base64>:`.
 pub fn field_value(digest: &[u8; 32]) -> String {
-    format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest))
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 /// Checks a received `Content-Digest` field against the digest of the body that arrived.
 pub fn check(raw: Option<&[u8]>, body_digest: &[u8; 32]) -> Result<(), Reason> {
     let raw = raw.ok_or(Reason::MissingDigest)?;
-    let dictionary: Dictionary = Parser::new(raw).parse().map_err(|_| Reason::MalformedDigest)?;
+    let dictionary: Dictionary = Parser::new(raw)
+        .parse()
+        .map_err(|_| Reason::MalformedDigest)?;
     if !is_canonical(raw, &dictionary) {
         return Err(Reason::MalformedDigest);
     }
@@ -72,13 +77,31 @@ mod tests {
         let digest = sha256(b"abc");
         let other = field_value(&sha256(b"abd"));
         assert_eq!(check(None, &digest), Err(Reason::MissingDigest));
-        assert_eq!(check(Some(other.as_bytes()), &digest), Err(Reason::DigestMismatch));
-        assert_eq!(check(Some(b"sha-256=abc"), &digest), Err(Reason::MalformedDigest));
-        assert_eq!(check(Some(b"sha-512=:AA==:"), &digest), Err(Reason::MalformedDigest));
-        assert_eq!(check(Some(b"sha-256=:AAAA:"), &digest), Err(Reason::MalformedDigest));
+        assert_eq!(
+            check(Some(other.as_bytes()), &digest),
+            Err(Reason::DigestMismatch)
+        );
+        assert_eq!(
+            check(Some(b"sha-256=abc"), &digest),
+            Err(Reason::MalformedDigest)
+        );
+        assert_eq!(
+            check(Some(b"sha-512=:AA==:"), &digest),
+            Err(Reason::MalformedDigest)
+        );
+        assert_eq!(
+            check(Some(b"sha-256=:AAAA:"), &digest),
+            Err(Reason::MalformedDigest)
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
         let padded = format!("sha-256=:{b64}==:");
-        assert_eq!(check(Some(padded.as_bytes()), &digest), Err(Reason::MalformedDigest));
-        assert_eq!(check(Some(&[0xff, 0xfe]), &digest), Err(Reason::MalformedDigest));
+        assert_eq!(
+            check(Some(padded.as_bytes()), &digest),
+            Err(Reason::MalformedDigest)
+        );
+        assert_eq!(
+            check(Some(&[0xff, 0xfe]), &digest),
+            Err(Reason::MalformedDigest)
+        );
     }
 }

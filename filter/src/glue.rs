@@ -59,12 +59,15 @@ struct Counters {
 impl Counters {
     fn define(mode: &'static str) -> Counters {
         let ok_name = if mode == "sign" { "signed" } else { "allow" };
-        let ok = hostcalls::define_metric(MetricType::Counter, &format!("keyhop.{mode}.{ok_name}")).ok();
+        let ok =
+            hostcalls::define_metric(MetricType::Counter, &format!("keyhop.{mode}.{ok_name}")).ok();
         let refused = Reason::ALL
             .iter()
             .filter_map(|reason| {
                 let name = format!("keyhop.{mode}.deny.{}", reason.code());
-                hostcalls::define_metric(MetricType::Counter, &name).ok().map(|id| (*reason, id))
+                hostcalls::define_metric(MetricType::Counter, &name)
+                    .ok()
+                    .map(|id| (*reason, id))
             })
             .collect();
         let response_verified = if mode == "sign" {
@@ -72,7 +75,12 @@ impl Counters {
         } else {
             None
         };
-        Counters { mode, ok, response_verified, refused }
+        Counters {
+            mode,
+            ok,
+            response_verified,
+            refused,
+        }
     }
 
     fn count(&self, decision: &str, outcome: Result<(), Reason>) {
@@ -99,14 +107,20 @@ impl RootContext for Root {
         let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
-                log(LogLevel::Error, &format!("keyhop: cannot read plugin configuration: {status:?}"));
+                log(
+                    LogLevel::Error,
+                    &format!("keyhop: cannot read plugin configuration: {status:?}"),
+                );
                 return false;
             }
         };
         let config = match Config::from_json(&json, &|name| std::env::var(name).ok()) {
             Ok(config) => config,
             Err(e) => {
-                log(LogLevel::Error, &format!("keyhop: configuration refused: {e}"));
+                log(
+                    LogLevel::Error,
+                    &format!("keyhop: configuration refused: {e}"),
+                );
                 return false;
             }
         };
@@ -121,9 +135,15 @@ impl RootContext for Root {
                 "verify"
             }
         };
-        log(LogLevel::Info, &format!("keyhop: configured in {mode} mode"));
+        log(
+            LogLevel::Info,
+            &format!("keyhop: configured in {mode} mode"),
+        );
         if hostcalls::set_tick_period(std::time::Duration::from_secs(1)).is_err() {
-            log(LogLevel::Warn, "keyhop: no timer; a request whose body never arrives waits for Envoy's timeout");
+            log(
+                LogLevel::Warn,
+                "keyhop: no timer; a request whose body never arrives waits for Envoy's timeout",
+            );
         }
         self.plugin = Some(Rc::new(Plugin {
             config,
@@ -141,7 +161,11 @@ impl RootContext for Root {
             let Ok(mut waiting) = self.waiting.try_borrow_mut() else {
                 return;
             };
-            let expired = waiting.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| *id).collect();
+            let expired = waiting
+                .iter()
+                .filter(|(_, deadline)| **deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
             waiting.retain(|_, deadline| *deadline > now);
             expired
         };
@@ -156,8 +180,15 @@ impl RootContext for Root {
             if hostcalls::set_effective_context(context_id).is_ok() {
                 let reason = Reason::BodyNotDelivered;
                 let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-                let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
-                let _ = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes()));
+                let headers = vec![
+                    ("content-type", "application/json"),
+                    ("keyhop-reason", reason.code()),
+                ];
+                let _ = hostcalls::send_http_response(
+                    u32::from(reason.status()),
+                    headers,
+                    Some(body.as_bytes()),
+                );
             }
         }
     }
@@ -325,9 +356,19 @@ impl Stream {
         }
     }
 
-    fn verify_headers(&mut self, plugin: &Plugin, config: &VerifyConfig, end_of_stream: bool) -> Action {
+    fn verify_headers(
+        &mut self,
+        plugin: &Plugin,
+        config: &VerifyConfig,
+        end_of_stream: bool,
+    ) -> Action {
         // The verified-identity header is ours alone: whatever the caller put there goes first.
-        if hostcalls::remove_map_value(MapType::HttpRequestHeaders, &config.verified_identity_header).is_err() {
+        if hostcalls::remove_map_value(
+            MapType::HttpRequestHeaders,
+            &config.verified_identity_header,
+        )
+        .is_err()
+        {
             return self.refuse(Some(plugin), Reason::Internal);
         }
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
@@ -361,7 +402,12 @@ impl Stream {
         Action::Pause
     }
 
-    fn sign_headers(&mut self, plugin: &Plugin, config: &SignConfig, end_of_stream: bool) -> Action {
+    fn sign_headers(
+        &mut self,
+        plugin: &Plugin,
+        config: &SignConfig,
+        end_of_stream: bool,
+    ) -> Action {
         // Whatever the app set as a credential is not ours to forward, nor is a static key
         // the operator asked us to drop.
         let drop = profile::CREDENTIAL_HEADERS
@@ -482,7 +528,11 @@ impl Stream {
         };
         self.facts.epoch = Some(signed.epoch);
         let path = view(&self.headers).map(|r| r.path()).unwrap_or_default();
-        if config.verify_responses.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+        if config
+            .verify_responses
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+        {
             self.reply = Reply::Check(signed.mac);
         }
 
@@ -492,7 +542,13 @@ impl Stream {
             ("signature-input", &signed.signature_input),
             ("signature", &signed.signature),
         ] {
-            if hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes())).is_err() {
+            if hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                name,
+                Some(value.as_bytes()),
+            )
+            .is_err()
+            {
                 return self.refuse(Some(plugin), Reason::Internal);
             }
         }
@@ -507,24 +563,40 @@ impl Stream {
         let reply = std::mem::replace(&mut self.reply, Reply::Pass);
         match plugin {
             Some(plugin) => self.decided(plugin, "deny", Err(reason)),
-            None => log(LogLevel::Error, &format!("keyhop: no configuration; refusing with {reason}")),
+            None => log(
+                LogLevel::Error,
+                &format!("keyhop: no configuration; refusing with {reason}"),
+            ),
         }
         let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
         let status = reason.status();
         let signed = match (plugin, &reply) {
-            (Some(plugin), Reply::Sign(authentic)) => {
-                sign_reply(plugin, authentic, status, Some(b"application/json"), body.as_bytes()).ok()
-            }
+            (Some(plugin), Reply::Sign(authentic)) => sign_reply(
+                plugin,
+                authentic,
+                status,
+                Some(b"application/json"),
+                body.as_bytes(),
+            )
+            .ok(),
             _ => None,
         };
-        let mut headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("keyhop-reason", reason.code()),
+        ];
         if let Some(signed) = &signed {
             headers.push(("content-digest", signed.content_digest.as_str()));
             headers.push(("signature-input", signed.signature_input.as_str()));
             headers.push(("signature", signed.signature.as_str()));
         }
-        if let Err(status) = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes())) {
-            log(LogLevel::Error, &format!("keyhop: local reply failed: {status:?}"));
+        if let Err(status) =
+            hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
+        {
+            log(
+                LogLevel::Error,
+                &format!("keyhop: local reply failed: {status:?}"),
+            );
         }
         // After a local reply the filter must not let the request continue.
         Action::Pause
@@ -532,7 +604,9 @@ impl Stream {
 
     /// The whole response is in: sign it (verify side) or check it (sign side).
     fn reply_complete(&mut self, plugin: &Plugin, body_size: usize) -> Action {
-        let Reply::Waiting(reply, status, headers) = std::mem::replace(&mut self.reply, Reply::Pass) else {
+        let Reply::Waiting(reply, status, headers) =
+            std::mem::replace(&mut self.reply, Reply::Pass)
+        else {
             return Action::Continue;
         };
         let body = if body_size == 0 {
@@ -543,7 +617,10 @@ impl Stream {
                 Err(_) => return self.refuse_reply(plugin, Reason::Internal),
             }
         };
-        let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_slice());
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.as_slice());
 
         match *reply {
             Reply::Sign(authentic) => {
@@ -556,7 +633,11 @@ impl Stream {
                     ("signature-input", &signed.signature_input),
                     ("signature", &signed.signature),
                 ] {
-                    let set = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
+                    let set = hostcalls::set_map_value_bytes(
+                        MapType::HttpResponseHeaders,
+                        name,
+                        Some(value.as_bytes()),
+                    );
                     if set.is_err() {
                         return self.refuse_reply(plugin, Reason::Internal);
                     }
@@ -573,7 +654,15 @@ impl Stream {
                             audience: &config.audience,
                             hop_seconds: config.hop_seconds,
                         };
-                        response::verify(&key, status, &headers, &body, &mac, now, config.response_window)
+                        response::verify(
+                            &key,
+                            status,
+                            &headers,
+                            &body,
+                            &mac,
+                            now,
+                            config.response_window,
+                        )
                     }
                     _ => Err(Reason::Internal),
                 };
@@ -598,9 +687,19 @@ impl Stream {
         self.reply = Reply::Pass;
         self.decided(plugin, "deny", Err(reason));
         let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-        let headers = vec![("content-type", "application/json"), ("keyhop-reason", reason.code())];
-        if let Err(status) = hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes())) {
-            log(LogLevel::Error, &format!("keyhop: local reply failed: {status:?}"));
+        let headers = vec![
+            ("content-type", "application/json"),
+            ("keyhop-reason", reason.code()),
+        ];
+        if let Err(status) = hostcalls::send_http_response(
+            u32::from(reason.status()),
+            headers,
+            Some(body.as_bytes()),
+        ) {
+            log(
+                LogLevel::Error,
+                &format!("keyhop: local reply failed: {status:?}"),
+            );
         }
         Action::Pause
     }
@@ -662,7 +761,10 @@ fn sign_reply(
     let Config::Verify(config) = &plugin.config else {
         return Err(Reason::Internal);
     };
-    let key = config.keys.get(authentic.key_index).ok_or(Reason::Internal)?;
+    let key = config
+        .keys
+        .get(authentic.key_index)
+        .ok_or(Reason::Internal)?;
     let now = now().ok_or(Reason::Internal)?;
     let response_key = ResponseKey {
         root: &key.secret,
@@ -671,7 +773,15 @@ fn sign_reply(
         audience: &config.audience,
         hop_seconds: config.hop_seconds,
     };
-    response::sign(&response_key, status, content_type, body, &authentic.signature, now, config.response_lifetime_seconds)
+    response::sign(
+        &response_key,
+        status,
+        content_type,
+        body,
+        &authentic.signature,
+        now,
+        config.response_lifetime_seconds,
+    )
 }
 
 /// The URI SAN of the downstream connection's verified peer certificate, if any

@@ -22,7 +22,9 @@ pub fn parse(id: &str) -> Result<SpiffeId<'_>, Reason> {
     if id.len() > MAX_LEN {
         return Err(Reason::InvalidIdentity);
     }
-    let rest = id.strip_prefix("spiffe://").ok_or(Reason::InvalidIdentity)?;
+    let rest = id
+        .strip_prefix("spiffe://")
+        .ok_or(Reason::InvalidIdentity)?;
     let (trust_domain, path) = rest.split_once('/').ok_or(Reason::InvalidIdentity)?;
 
     if !is_trust_domain(trust_domain) {
@@ -32,7 +34,9 @@ pub fn parse(id: &str) -> Result<SpiffeId<'_>, Reason> {
         let valid = !segment.is_empty()
             && segment != "."
             && segment != ".."
-            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
         if !valid {
             return Err(Reason::InvalidIdentity);
         }
@@ -44,9 +48,9 @@ pub fn parse(id: &str) -> Result<SpiffeId<'_>, Reason> {
 pub fn is_trust_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 #[cfg(test)]

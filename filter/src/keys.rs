@@ -73,13 +73,22 @@ pub fn hkdf_info(key_id: &str, epoch: u64, trust_domain: &str, audience: &str) -
 }
 
 /// [`hkdf_info`] for either direction.
-pub fn hkdf_info_for(direction: Direction, key_id: &str, epoch: u64, trust_domain: &str, audience: &str) -> Vec<u8> {
+pub fn hkdf_info_for(
+    direction: Direction,
+    key_id: &str,
+    epoch: u64,
+    trust_domain: &str,
+    audience: &str,
+) -> Vec<u8> {
     let epoch = epoch.to_string();
     let label = direction.label();
     let mut info = Vec::with_capacity(
         label.len() + key_id.len() + epoch.len() + trust_domain.len() + audience.len() + 4,
     );
-    for (i, part) in [label, key_id, &epoch, trust_domain, audience].iter().enumerate() {
+    for (i, part) in [label, key_id, &epoch, trust_domain, audience]
+        .iter()
+        .enumerate()
+    {
         if i > 0 {
             info.push(0);
         }
@@ -96,7 +105,14 @@ pub fn derive_epoch_key(
     trust_domain: &str,
     audience: &str,
 ) -> Result<[u8; 32], Reason> {
-    derive_key(root, Direction::Request, key_id, epoch, trust_domain, audience)
+    derive_key(
+        root,
+        Direction::Request,
+        key_id,
+        epoch,
+        trust_domain,
+        audience,
+    )
 }
 
 /// Derives the 32-byte epoch key for one direction.
@@ -110,8 +126,11 @@ pub fn derive_key(
 ) -> Result<[u8; 32], Reason> {
     let hkdf = Hkdf::<Sha256>::new(Some(PROFILE.as_bytes()), &root.0);
     let mut okm = [0u8; 32];
-    hkdf.expand(&hkdf_info_for(direction, key_id, epoch, trust_domain, audience), &mut okm)
-        .map_err(|_| Reason::Internal)?;
+    hkdf.expand(
+        &hkdf_info_for(direction, key_id, epoch, trust_domain, audience),
+        &mut okm,
+    )
+    .map_err(|_| Reason::Internal)?;
     Ok(okm)
 }
 
@@ -160,7 +179,10 @@ pub struct EpochKeyCache {
 impl EpochKeyCache {
     /// A cache holding at most `capacity` epoch keys (at least one).
     pub fn new(capacity: usize) -> EpochKeyCache {
-        EpochKeyCache { entries: Vec::new(), capacity: capacity.max(1) }
+        EpochKeyCache {
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// The prepared HMAC key for this key id, epoch and trust domain, derived on first use.
@@ -192,7 +214,10 @@ impl EpochKeyCache {
                 self.entries.len() - 1
             }
         };
-        self.entries.get(index).map(|(_, k)| k).ok_or(Reason::Internal)
+        self.entries
+            .get(index)
+            .map(|(_, k)| k)
+            .ok_or(Reason::Internal)
     }
 }
 
@@ -230,7 +255,11 @@ mod tests {
             b"what do ya want for nothing?",
             &hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         ));
-        assert!(!verify_mac(&key, b"what do ya want for nothing?", &[0u8; 32]));
+        assert!(!verify_mac(
+            &key,
+            b"what do ya want for nothing?",
+            &[0u8; 32]
+        ));
         assert!(!verify_mac(&key, b"what do ya want for nothing?", &[]));
     }
 
@@ -241,7 +270,9 @@ mod tests {
         let salt = hex("000102030405060708090a0b0c");
         let info = hex("f0f1f2f3f4f5f6f7f8f9");
         let mut okm = [0u8; 42];
-        Hkdf::<Sha256>::new(Some(&salt), &ikm).expand(&info, &mut okm).expect("expand");
+        Hkdf::<Sha256>::new(Some(&salt), &ikm)
+            .expand(&info, &mut okm)
+            .expect("expand");
         assert_eq!(
             okm.to_vec(),
             hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
@@ -260,7 +291,10 @@ mod tests {
         ] {
             assert_ne!(other.expect("key"), base);
         }
-        assert_eq!(hkdf_info("k1", 10, "a.example", "aud"), b"keyhop-v1\0k1\010\0a.example\0aud");
+        assert_eq!(
+            hkdf_info("k1", 10, "a.example", "aud"),
+            b"keyhop-v1\0k1\010\0a.example\0aud"
+        );
     }
 
     #[test]
@@ -283,6 +317,9 @@ mod tests {
             cache.get(&root, "k", epoch, "td", "aud").expect("get");
         }
         assert_eq!(cache.entries.len(), 2);
-        assert_eq!(mac(cache.get(&root, "k", 1, "td", "aud").expect("get"), b"x"), expected);
+        assert_eq!(
+            mac(cache.get(&root, "k", 1, "td", "aud").expect("get"), b"x"),
+            expected
+        );
     }
 }

@@ -131,7 +131,9 @@ impl Component {
     pub fn value(&self, request: &Request<'_>) -> Result<Vec<u8>, Reason> {
         let value = match self {
             Component::Method => request.method.as_bytes().to_vec(),
-            Component::Authority => normalize_authority(request.scheme, request.authority).into_bytes(),
+            Component::Authority => {
+                normalize_authority(request.scheme, request.authority).into_bytes()
+            }
             Component::Scheme => request.scheme.to_ascii_lowercase().into_bytes(),
             Component::Path => request.path().as_bytes().to_vec(),
             Component::Query => request.query().as_bytes().to_vec(),
@@ -161,7 +163,10 @@ fn is_field_name(name: &str) -> bool {
         && name.bytes().all(|b| {
             b.is_ascii_lowercase()
                 || b.is_ascii_digit()
-                || matches!(b, b'-' | b'_' | b'.' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'')
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\''
+                )
                 || matches!(b, b'*' | b'+' | b'^' | b'`' | b'|' | b'~')
         })
 }
@@ -211,10 +216,19 @@ mod tests {
 
     #[test]
     fn authority_is_lowercased_and_default_port_dropped() {
-        assert_eq!(normalize_authority("https", "Example.COM:443"), "example.com");
+        assert_eq!(
+            normalize_authority("https", "Example.COM:443"),
+            "example.com"
+        );
         assert_eq!(normalize_authority("http", "example.com:80"), "example.com");
-        assert_eq!(normalize_authority("http", "example.com:443"), "example.com:443");
-        assert_eq!(normalize_authority("https", "example.com:8443"), "example.com:8443");
+        assert_eq!(
+            normalize_authority("http", "example.com:443"),
+            "example.com:443"
+        );
+        assert_eq!(
+            normalize_authority("https", "example.com:8443"),
+            "example.com:8443"
+        );
     }
 
     #[test]
@@ -230,24 +244,42 @@ mod tests {
 
     #[test]
     fn duplicate_field_lines_are_refused() {
-        let headers = vec![("x-a".to_string(), b"1".to_vec()), ("x-a".to_string(), b"2".to_vec())];
+        let headers = vec![
+            ("x-a".to_string(), b"1".to_vec()),
+            ("x-a".to_string(), b"2".to_vec()),
+        ];
         let r = request("/", &headers);
         assert_eq!(r.single_header("x-a"), Err(Reason::DuplicateHeader));
     }
 
     #[test]
     fn field_values_are_trimmed_and_line_breaks_refused() {
-        let headers = vec![("x-a".to_string(), b"  v \t".to_vec()), ("x-b".to_string(), b"a\nb".to_vec())];
+        let headers = vec![
+            ("x-a".to_string(), b"  v \t".to_vec()),
+            ("x-b".to_string(), b"a\nb".to_vec()),
+        ];
         let r = request("/", &headers);
         assert_eq!(Component::Field("x-a".into()).value(&r), Ok(b"v".to_vec()));
-        assert_eq!(Component::Field("x-b".into()).value(&r), Err(Reason::InvalidHeaderValue));
-        assert_eq!(Component::Field("x-c".into()).value(&r), Err(Reason::MissingComponent));
+        assert_eq!(
+            Component::Field("x-b".into()).value(&r),
+            Err(Reason::InvalidHeaderValue)
+        );
+        assert_eq!(
+            Component::Field("x-c".into()).value(&r),
+            Err(Reason::MissingComponent)
+        );
     }
 
     #[test]
     fn unknown_derived_components_and_odd_names_are_refused() {
-        assert_eq!(Component::from_name("@status"), Err(Reason::UnsupportedComponent));
-        assert_eq!(Component::from_name("Content-Type"), Err(Reason::UnsupportedComponent));
+        assert_eq!(
+            Component::from_name("@status"),
+            Err(Reason::UnsupportedComponent)
+        );
+        assert_eq!(
+            Component::from_name("Content-Type"),
+            Err(Reason::UnsupportedComponent)
+        );
         assert_eq!(Component::from_name(""), Err(Reason::UnsupportedComponent));
     }
 }

@@ -64,12 +64,21 @@ fn is_ambiguous(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     path.contains("//")
         || path.contains('\\')
-        || ["%2e", "%2f", "%5c"].iter().any(|encoded| lower.contains(encoded))
-        || path.split('/').any(|segment| segment == "." || segment == "..")
+        || ["%2e", "%2f", "%5c"]
+            .iter()
+            .any(|encoded| lower.contains(encoded))
+        || path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
 }
 
 /// Decides whether `identity` may call `method` on `path`.
-pub fn decide(routes: &[Route], method: &str, path: &str, identity: &SpiffeId<'_>) -> Result<(), Reason> {
+pub fn decide(
+    routes: &[Route],
+    method: &str,
+    path: &str,
+    identity: &SpiffeId<'_>,
+) -> Result<(), Reason> {
     if routes.is_empty() {
         return Ok(());
     }
@@ -77,7 +86,10 @@ pub fn decide(routes: &[Route], method: &str, path: &str, identity: &SpiffeId<'_
     if is_ambiguous(path) {
         return Err(Reason::NoMatchingPolicy);
     }
-    let route = routes.iter().find(|r| r.matches(method, path)).ok_or(Reason::NoMatchingPolicy)?;
+    let route = routes
+        .iter()
+        .find(|r| r.matches(method, path))
+        .ok_or(Reason::NoMatchingPolicy)?;
     if route.allows(identity) {
         Ok(())
     } else {
@@ -95,7 +107,9 @@ mod tests {
             Route {
                 methods: Some(vec!["POST".into()]),
                 path: PathMatch::Prefix("/v1/risk/".into()),
-                allow: vec![Principal::Id("spiffe://fin.example/ns/portal/sa/web".into())],
+                allow: vec![Principal::Id(
+                    "spiffe://fin.example/ns/portal/sa/web".into(),
+                )],
             },
             Route {
                 methods: None,
@@ -112,14 +126,37 @@ mod tests {
         let stranger = identity::parse("spiffe://other.example/ns/x/sa/y").expect("id");
         let r = routes();
         assert_eq!(decide(&r, "POST", "/v1/risk/assess", &web), Ok(()));
-        assert_eq!(decide(&r, "POST", "/v1/risk/assess", &batch), Err(Reason::PolicyDenied));
-        assert_eq!(decide(&r, "GET", "/v1/risk/assess", &web), Err(Reason::NoMatchingPolicy));
+        assert_eq!(
+            decide(&r, "POST", "/v1/risk/assess", &batch),
+            Err(Reason::PolicyDenied)
+        );
+        assert_eq!(
+            decide(&r, "GET", "/v1/risk/assess", &web),
+            Err(Reason::NoMatchingPolicy)
+        );
         assert_eq!(decide(&r, "GET", "/v1/health", &batch), Ok(()));
-        assert_eq!(decide(&r, "GET", "/v1/health", &stranger), Err(Reason::PolicyDenied));
-        assert_eq!(decide(&r, "GET", "/v1/healthz", &web), Err(Reason::NoMatchingPolicy));
+        assert_eq!(
+            decide(&r, "GET", "/v1/health", &stranger),
+            Err(Reason::PolicyDenied)
+        );
+        assert_eq!(
+            decide(&r, "GET", "/v1/healthz", &web),
+            Err(Reason::NoMatchingPolicy)
+        );
         assert_eq!(decide(&[], "DELETE", "/anything", &stranger), Ok(()));
-        for sneaky in ["/v1/risk/../admin", "/v1/risk/%2e%2e/admin", "/v1/risk//x", "/v1/risk/%2Fadmin", "/v1/risk/.\\x", "/v1/risk/./x"] {
-            assert_eq!(decide(&r, "POST", sneaky, &web), Err(Reason::NoMatchingPolicy), "{sneaky}");
+        for sneaky in [
+            "/v1/risk/../admin",
+            "/v1/risk/%2e%2e/admin",
+            "/v1/risk//x",
+            "/v1/risk/%2Fadmin",
+            "/v1/risk/.\\x",
+            "/v1/risk/./x",
+        ] {
+            assert_eq!(
+                decide(&r, "POST", sneaky, &web),
+                Err(Reason::NoMatchingPolicy),
+                "{sneaky}"
+            );
         }
     }
 }

@@ -20,8 +20,14 @@ pub const IDENTITY_HEADER: &str = "keyhop-identity";
 /// verified request carries on.
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["signature", "signature-input", IDENTITY_HEADER];
 /// Components every keyhop signature covers, in the order a signer writes them.
-pub const REQUIRED_COMPONENTS: [&str; 6] =
-    ["@method", "@authority", "@path", "@query", "content-digest", IDENTITY_HEADER];
+pub const REQUIRED_COMPONENTS: [&str; 6] = [
+    "@method",
+    "@authority",
+    "@path",
+    "@query",
+    "content-digest",
+    IDENTITY_HEADER,
+];
 /// The fewest random bytes a nonce carries.
 pub const MIN_NONCE_BYTES: usize = 16;
 
@@ -94,12 +100,16 @@ fn param<'a>(params: &'a Parameters, name: &str) -> Result<&'a BareItem, Reason>
 }
 
 fn integer(params: &Parameters, name: &str) -> Result<i64, Reason> {
-    let value = param(params, name)?.as_integer().ok_or(Reason::BadParameter)?;
+    let value = param(params, name)?
+        .as_integer()
+        .ok_or(Reason::BadParameter)?;
     Ok(i64::from(value))
 }
 
 fn string(params: &Parameters, name: &str) -> Result<String, Reason> {
-    let value = param(params, name)?.as_string().ok_or(Reason::BadParameter)?;
+    let value = param(params, name)?
+        .as_string()
+        .ok_or(Reason::BadParameter)?;
     Ok(value.as_str().to_string())
 }
 
@@ -125,8 +135,14 @@ pub fn signature_params(new: &NewCredential<'_>) -> Result<String, Reason> {
     let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new.nonce);
 
     let mut params = Parameters::new();
-    params.insert(sf_key("created")?, BareItem::Integer(sf_integer(new.created)?));
-    params.insert(sf_key("expires")?, BareItem::Integer(sf_integer(new.expires)?));
+    params.insert(
+        sf_key("created")?,
+        BareItem::Integer(sf_integer(new.created)?),
+    );
+    params.insert(
+        sf_key("expires")?,
+        BareItem::Integer(sf_integer(new.expires)?),
+    );
     params.insert(sf_key("nonce")?, BareItem::String(sf_string(&nonce)?));
     params.insert(sf_key("keyid")?, BareItem::String(sf_string(new.key_id)?));
     params.insert(sf_key("alg")?, BareItem::String(sf_string(ALG)?));
@@ -152,8 +168,13 @@ mod tests {
     use crate::sigfields::parse_signature_input;
 
     fn params() -> String {
-        signature_params(&NewCredential { created: 100, expires: 110, nonce: &[7; 16], key_id: "k1" })
-            .expect("params")
+        signature_params(&NewCredential {
+            created: 100,
+            expires: 110,
+            nonce: &[7; 16],
+            key_id: "k1",
+        })
+        .expect("params")
     }
 
     #[test]
@@ -163,7 +184,8 @@ mod tests {
             field,
             r#"keyhop=("@method" "@authority" "@path" "@query" "content-digest" "keyhop-identity");created=100;expires=110;nonce="BwcHBwcHBwcHBwcHBwcHBw";keyid="k1";alg="hmac-sha256";tag="keyhop-v1""#
         );
-        let credential = read_credential(parse_signature_input(field.as_bytes()).expect("sf")).expect("profile");
+        let credential =
+            read_credential(parse_signature_input(field.as_bytes()).expect("sf")).expect("profile");
         assert_eq!(credential.created, 100);
         assert_eq!(credential.key_id, "k1");
         assert_eq!(credential.signature_params, params());
@@ -177,15 +199,45 @@ mod tests {
     fn the_profile_refuses_what_it_does_not_define() {
         let good = format!("keyhop={}", params());
         assert!(read(&good).is_ok());
-        assert_eq!(read(&good.replace("keyhop=", "sig1=")), Err(Reason::MalformedSignature));
-        assert_eq!(read(&good.replace(r#" "keyhop-identity""#, "")), Err(Reason::MissingComponent));
-        assert_eq!(read(&good.replace(r#" "content-digest""#, "")), Err(Reason::MissingComponent));
-        assert_eq!(read(&good.replace(";expires=110", "")), Err(Reason::MissingParameter));
-        assert_eq!(read(&good.replace(";expires=110", ";expires=\"110\"")), Err(Reason::BadParameter));
-        assert_eq!(read(&good.replace("keyhop-v1\"", "other\"")), Err(Reason::WrongTag));
-        assert_eq!(read(&format!("{good};aud=\"x\"")), Err(Reason::BadParameter));
-        assert_eq!(read(&good.replace("BwcHBwcHBwcHBwcHBwcHBw", "BwcH")), Err(Reason::WeakNonce));
-        assert_eq!(read(&good.replace("BwcHBwcHBwcHBwcHBwcHBw", "!!!!")), Err(Reason::WeakNonce));
-        assert_eq!(read(r#"keyhop=();created=1"#), Err(Reason::MissingComponent));
+        assert_eq!(
+            read(&good.replace("keyhop=", "sig1=")),
+            Err(Reason::MalformedSignature)
+        );
+        assert_eq!(
+            read(&good.replace(r#" "keyhop-identity""#, "")),
+            Err(Reason::MissingComponent)
+        );
+        assert_eq!(
+            read(&good.replace(r#" "content-digest""#, "")),
+            Err(Reason::MissingComponent)
+        );
+        assert_eq!(
+            read(&good.replace(";expires=110", "")),
+            Err(Reason::MissingParameter)
+        );
+        assert_eq!(
+            read(&good.replace(";expires=110", ";expires=\"110\"")),
+            Err(Reason::BadParameter)
+        );
+        assert_eq!(
+            read(&good.replace("keyhop-v1\"", "other\"")),
+            Err(Reason::WrongTag)
+        );
+        assert_eq!(
+            read(&format!("{good};aud=\"x\"")),
+            Err(Reason::BadParameter)
+        );
+        assert_eq!(
+            read(&good.replace("BwcHBwcHBwcHBwcHBwcHBw", "BwcH")),
+            Err(Reason::WeakNonce)
+        );
+        assert_eq!(
+            read(&good.replace("BwcHBwcHBwcHBwcHBwcHBw", "!!!!")),
+            Err(Reason::WeakNonce)
+        );
+        assert_eq!(
+            read(r#"keyhop=();created=1"#),
+            Err(Reason::MissingComponent)
+        );
     }
 }

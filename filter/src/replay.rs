@@ -65,11 +65,22 @@ impl ReplayCache {
     /// a credential passes while `created` is within `max_age` behind and `future_skew`
     /// ahead of the clock, so a bucket must survive `max_age + future_skew` seconds past its
     /// end, plus one bucket of margin.
-    pub fn new(bucket_seconds: u64, max_age: u64, future_skew: u64, shards: u32, entries: usize) -> ReplayCache {
+    pub fn new(
+        bucket_seconds: u64,
+        max_age: u64,
+        future_skew: u64,
+        shards: u32,
+        entries: usize,
+    ) -> ReplayCache {
         let bucket_seconds = bucket_seconds.max(1);
         let span = max_age.saturating_add(future_skew);
         let buckets = 2 + span.div_ceil(bucket_seconds);
-        ReplayCache { bucket_seconds, buckets, shards: shards.max(1), entries_per_shard: entries.max(1) }
+        ReplayCache {
+            bucket_seconds,
+            buckets,
+            shards: shards.max(1),
+            entries_per_shard: entries.max(1),
+        }
     }
 
     /// The most bytes the cache's values can occupy in shared data.
@@ -98,11 +109,21 @@ impl ReplayCache {
     }
 
     /// Records `nonce` for a credential created at `created`; refuses it if already recorded.
-    pub fn check_and_record(&self, store: &dyn SharedStore, nonce: &str, created: i64) -> Result<(), Reason> {
+    pub fn check_and_record(
+        &self,
+        store: &dyn SharedStore,
+        nonce: &str,
+        created: i64,
+    ) -> Result<(), Reason> {
         let created = u64::try_from(created).map_err(|_| Reason::Expired)?;
         let bucket = created / self.bucket_seconds;
         let fingerprint = fingerprint(nonce);
-        let shard = u32::from_le_bytes([fingerprint[0], fingerprint[1], fingerprint[2], fingerprint[3]]) % self.shards;
+        let shard = u32::from_le_bytes([
+            fingerprint[0],
+            fingerprint[1],
+            fingerprint[2],
+            fingerprint[3],
+        ]) % self.shards;
         let key = ReplayCache::key(bucket % self.buckets, shard);
 
         for _ in 0..MAX_ATTEMPTS {
@@ -117,8 +138,15 @@ impl ReplayCache {
                 // anything the time checks let through.
                 return Err(Reason::Expired);
             }
-            let entries = if stored_bucket == bucket { entries } else { &[] };
-            if entries.chunks_exact(FINGERPRINT_LEN).any(|seen| seen == fingerprint) {
+            let entries = if stored_bucket == bucket {
+                entries
+            } else {
+                &[]
+            };
+            if entries
+                .chunks_exact(FINGERPRINT_LEN)
+                .any(|seen| seen == fingerprint)
+            {
                 return Err(Reason::Replay);
             }
             if entries.len() / FINGERPRINT_LEN >= self.entries_per_shard {
@@ -142,7 +170,11 @@ impl ReplayCache {
 fn fingerprint(nonce: &str) -> [u8; FINGERPRINT_LEN] {
     let digest = Sha256::digest(nonce.as_bytes());
     let mut out = [0u8; FINGERPRINT_LEN];
-    out.copy_from_slice(digest.get(..FINGERPRINT_LEN).unwrap_or(&[0u8; FINGERPRINT_LEN]));
+    out.copy_from_slice(
+        digest
+            .get(..FINGERPRINT_LEN)
+            .unwrap_or(&[0u8; FINGERPRINT_LEN]),
+    );
     out
 }
 
@@ -176,7 +208,10 @@ impl SharedStore for MemoryStore {
                 return Ok(SetOutcome::CasMismatch);
             }
         }
-        let next = self.next_cas.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let next = self
+            .next_cas
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         map.insert(key.to_string(), (value.to_vec(), next));
         Ok(SetOutcome::Stored)
     }
@@ -204,7 +239,10 @@ mod tests {
     #[test]
     fn without_init_the_filter_cannot_decide() {
         let store = MemoryStore::default();
-        assert_eq!(cache().check_and_record(&store, "n", 1000), Err(Reason::ReplayStoreUnavailable));
+        assert_eq!(
+            cache().check_and_record(&store, "n", 1000),
+            Err(Reason::ReplayStoreUnavailable)
+        );
     }
 
     #[test]
@@ -218,7 +256,10 @@ mod tests {
         // The same slot, one full cycle later: the old bucket's nonces are forgotten.
         assert_eq!(c.check_and_record(&store, "n", 1000 + 60), Ok(()));
         // And the old bucket can no longer be written to.
-        assert_eq!(c.check_and_record(&store, "other", 1000), Err(Reason::Expired));
+        assert_eq!(
+            c.check_and_record(&store, "other", 1000),
+            Err(Reason::Expired)
+        );
     }
 
     #[test]
@@ -228,7 +269,10 @@ mod tests {
         c.init(&store).expect("init");
         assert_eq!(c.check_and_record(&store, "a", 1000), Ok(()));
         assert_eq!(c.check_and_record(&store, "b", 1000), Ok(()));
-        assert_eq!(c.check_and_record(&store, "c", 1000), Err(Reason::ReplayCacheFull));
+        assert_eq!(
+            c.check_and_record(&store, "c", 1000),
+            Err(Reason::ReplayCacheFull)
+        );
         assert_eq!(Reason::ReplayCacheFull.status(), 503);
         assert_eq!(c.memory_bound(), 6 * (8 + 32));
     }
@@ -243,7 +287,10 @@ mod tests {
                 let (c, store) = (Arc::clone(&c), Arc::clone(&store));
                 std::thread::spawn(move || {
                     (0..500)
-                        .filter(|i| c.check_and_record(store.as_ref(), &format!("n{i}"), 1000).is_ok())
+                        .filter(|i| {
+                            c.check_and_record(store.as_ref(), &format!("n{i}"), 1000)
+                                .is_ok()
+                        })
                         .count()
                 })
             })

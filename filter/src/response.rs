@@ -65,7 +65,12 @@ fn sf_key(name: &str) -> Result<Key, Reason> {
 }
 
 /// The response's `@signature-params`: the fixed component list and the parameters.
-fn signature_params(with_content_type: bool, created: i64, expires: i64, key_id: &str) -> Result<String, Reason> {
+fn signature_params(
+    with_content_type: bool,
+    created: i64,
+    expires: i64,
+    key_id: &str,
+) -> Result<String, Reason> {
     let mut items = vec![Item::new(sf_string("@status")?)];
     if with_content_type {
         items.push(Item::new(sf_string("content-type")?));
@@ -122,18 +127,36 @@ pub fn sign(
     now: i64,
     lifetime_seconds: u64,
 ) -> Result<SignedResponse, Reason> {
-    let expires = now.checked_add_unsigned(lifetime_seconds).ok_or(Reason::Internal)?;
+    let expires = now
+        .checked_add_unsigned(lifetime_seconds)
+        .ok_or(Reason::Internal)?;
     let params = signature_params(content_type.is_some(), now, expires, key.key_id)?;
     let content_digest = digest::field_value(&digest::sha256(body));
-    let base = signature_base(status, content_type, &content_digest, request_signature, &params)?;
+    let base = signature_base(
+        status,
+        content_type,
+        &content_digest,
+        request_signature,
+        &params,
+    )?;
 
     let epoch = keys::epoch_of(now, key.hop_seconds).ok_or(Reason::Internal)?;
-    let prepared = keys::prepared_key(key.root, Direction::Response, key.key_id, epoch, key.trust_domain, key.audience)?;
+    let prepared = keys::prepared_key(
+        key.root,
+        Direction::Response,
+        key.key_id,
+        epoch,
+        key.trust_domain,
+        key.audience,
+    )?;
     let mac = keys::mac(&prepared, &base);
     Ok(SignedResponse {
         content_digest,
         signature_input: format!("{LABEL}={params}"),
-        signature: format!("{LABEL}=:{}:", base64::engine::general_purpose::STANDARD.encode(mac)),
+        signature: format!(
+            "{LABEL}=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(mac)
+        ),
     })
 }
 
@@ -174,14 +197,16 @@ pub fn verify(
     if expected != received_params {
         return Err(Reason::ResponseMalformed);
     }
-    let mac = sigfields::parse_signature(signature, LABEL).map_err(|_| Reason::ResponseMalformed)?;
+    let mac =
+        sigfields::parse_signature(signature, LABEL).map_err(|_| Reason::ResponseMalformed)?;
     if mac.len() != 32 {
         return Err(Reason::ResponseMalformed);
     }
 
     let skew = i64::try_from(window.future_skew).map_err(|_| Reason::Internal)?;
     let max_age = i64::try_from(window.max_age).map_err(|_| Reason::Internal)?;
-    if created > now.saturating_add(skew) || created < now.saturating_sub(max_age) || expires <= now {
+    if created > now.saturating_add(skew) || created < now.saturating_sub(max_age) || expires <= now
+    {
         return Err(Reason::ResponseExpired);
     }
 
@@ -190,11 +215,25 @@ pub fn verify(
         Reason::DigestMismatch => Reason::ResponseDigestMismatch,
         _ => Reason::ResponseMalformed,
     })?;
-    let content_digest = std::str::from_utf8(content_digest.trim_ascii()).map_err(|_| Reason::ResponseMalformed)?;
+    let content_digest =
+        std::str::from_utf8(content_digest.trim_ascii()).map_err(|_| Reason::ResponseMalformed)?;
 
-    let base = signature_base(status, content_type, content_digest, request_signature, &expected)?;
+    let base = signature_base(
+        status,
+        content_type,
+        content_digest,
+        request_signature,
+        &expected,
+    )?;
     let epoch = keys::epoch_of(created, key.hop_seconds).ok_or(Reason::ResponseExpired)?;
-    let prepared = keys::prepared_key(key.root, Direction::Response, key.key_id, epoch, key.trust_domain, key.audience)?;
+    let prepared = keys::prepared_key(
+        key.root,
+        Direction::Response,
+        key.key_id,
+        epoch,
+        key.trust_domain,
+        key.audience,
+    )?;
     if !keys::verify_mac(&prepared, &base, &mac) {
         return Err(Reason::ResponseBadSignature);
     }
@@ -203,7 +242,9 @@ pub fn verify(
 
 /// Reads `created`, `expires` and the serialised inner list of a response `Signature-Input`.
 fn read_params(raw: &[u8]) -> Result<(i64, i64, String), Reason> {
-    let dictionary: Dictionary = Parser::new(raw).parse().map_err(|_| Reason::ResponseMalformed)?;
+    let dictionary: Dictionary = Parser::new(raw)
+        .parse()
+        .map_err(|_| Reason::ResponseMalformed)?;
     if dictionary.len() != 1 {
         return Err(Reason::ResponseMalformed);
     }
@@ -211,12 +252,17 @@ fn read_params(raw: &[u8]) -> Result<(i64, i64, String), Reason> {
         return Err(Reason::ResponseMalformed);
     };
     let integer = |name: &str| -> Result<i64, Reason> {
-        let value = inner.params.get(name).and_then(BareItem::as_integer).ok_or(Reason::ResponseMalformed)?;
+        let value = inner
+            .params
+            .get(name)
+            .and_then(BareItem::as_integer)
+            .ok_or(Reason::ResponseMalformed)?;
         Ok(i64::from(value))
     };
     let created = integer("created")?;
     let expires = integer("expires")?;
-    let serialized = sigfields::serialize_inner_list(inner).map_err(|_| Reason::ResponseMalformed)?;
+    let serialized =
+        sigfields::serialize_inner_list(inner).map_err(|_| Reason::ResponseMalformed)?;
     Ok((created, expires, serialized))
 }
 
@@ -225,21 +271,39 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_764_763_200;
-    const WINDOW: Window = Window { max_age: 30, future_skew: 5 };
+    const WINDOW: Window = Window {
+        max_age: 30,
+        future_skew: 5,
+    };
 
     fn root() -> RootSecret {
         RootSecret::new(vec![5; 32]).expect("root")
     }
 
     fn key(root: &RootSecret) -> ResponseKey<'_> {
-        ResponseKey { root, key_id: "k1", trust_domain: "fin.example", audience: "aud", hop_seconds: 10 }
+        ResponseKey {
+            root,
+            key_id: "k1",
+            trust_domain: "fin.example",
+            audience: "aud",
+            hop_seconds: 10,
+        }
     }
 
     fn headers(signed: &SignedResponse, content_type: Option<&str>) -> Vec<Header> {
         let mut headers = vec![
-            ("content-digest".to_string(), signed.content_digest.clone().into_bytes()),
-            ("signature-input".to_string(), signed.signature_input.clone().into_bytes()),
-            ("signature".to_string(), signed.signature.clone().into_bytes()),
+            (
+                "content-digest".to_string(),
+                signed.content_digest.clone().into_bytes(),
+            ),
+            (
+                "signature-input".to_string(),
+                signed.signature_input.clone().into_bytes(),
+            ),
+            (
+                "signature".to_string(),
+                signed.signature.clone().into_bytes(),
+            ),
         ];
         if let Some(ct) = content_type {
             headers.push(("content-type".to_string(), ct.as_bytes().to_vec()));
@@ -252,42 +316,118 @@ mod tests {
         let root = root();
         let request_mac = [1u8; 32];
         let body = br#"{"score":12}"#;
-        let signed = sign(&key(&root), 200, Some(b"application/json"), body, &request_mac, NOW, 10).expect("sign");
+        let signed = sign(
+            &key(&root),
+            200,
+            Some(b"application/json"),
+            body,
+            &request_mac,
+            NOW,
+            10,
+        )
+        .expect("sign");
         assert!(signed.signature_input.starts_with(
             r#"keyhop=("@status" "content-type" "content-digest" "signature";req;key="keyhop");created="#
         ));
         let h = headers(&signed, Some("application/json"));
-        assert_eq!(verify(&key(&root), 200, &h, body, &request_mac, NOW + 1, WINDOW), Ok(()));
-
-        assert_eq!(verify(&key(&root), 200, &h, body, &[2u8; 32], NOW + 1, WINDOW), Err(Reason::ResponseBadSignature));
-        assert_eq!(verify(&key(&root), 500, &h, body, &request_mac, NOW + 1, WINDOW), Err(Reason::ResponseBadSignature));
         assert_eq!(
-            verify(&key(&root), 200, &h, br#"{"score":99}"#, &request_mac, NOW + 1, WINDOW),
+            verify(&key(&root), 200, &h, body, &request_mac, NOW + 1, WINDOW),
+            Ok(())
+        );
+
+        assert_eq!(
+            verify(&key(&root), 200, &h, body, &[2u8; 32], NOW + 1, WINDOW),
+            Err(Reason::ResponseBadSignature)
+        );
+        assert_eq!(
+            verify(&key(&root), 500, &h, body, &request_mac, NOW + 1, WINDOW),
+            Err(Reason::ResponseBadSignature)
+        );
+        assert_eq!(
+            verify(
+                &key(&root),
+                200,
+                &h,
+                br#"{"score":99}"#,
+                &request_mac,
+                NOW + 1,
+                WINDOW
+            ),
             Err(Reason::ResponseDigestMismatch)
         );
         let html = headers(&signed, Some("text/html"));
-        assert_eq!(verify(&key(&root), 200, &html, body, &request_mac, NOW + 1, WINDOW), Err(Reason::ResponseBadSignature));
+        assert_eq!(
+            verify(&key(&root), 200, &html, body, &request_mac, NOW + 1, WINDOW),
+            Err(Reason::ResponseBadSignature)
+        );
         let dropped = headers(&signed, None);
-        assert_eq!(verify(&key(&root), 200, &dropped, body, &request_mac, NOW + 1, WINDOW), Err(Reason::ResponseMalformed));
-        assert_eq!(verify(&key(&root), 200, &h, body, &request_mac, NOW + 40, WINDOW), Err(Reason::ResponseExpired));
+        assert_eq!(
+            verify(
+                &key(&root),
+                200,
+                &dropped,
+                body,
+                &request_mac,
+                NOW + 1,
+                WINDOW
+            ),
+            Err(Reason::ResponseMalformed)
+        );
+        assert_eq!(
+            verify(&key(&root), 200, &h, body, &request_mac, NOW + 40, WINDOW),
+            Err(Reason::ResponseExpired)
+        );
     }
 
     #[test]
     fn unsigned_and_half_signed_responses_are_refused() {
         let root = root();
-        assert_eq!(verify(&key(&root), 200, &[], b"", &[0; 32], NOW, WINDOW), Err(Reason::ResponseUnsigned));
+        assert_eq!(
+            verify(&key(&root), 200, &[], b"", &[0; 32], NOW, WINDOW),
+            Err(Reason::ResponseUnsigned)
+        );
         let only_signature = vec![("signature".to_string(), b"keyhop=:AAAA:".to_vec())];
-        assert_eq!(verify(&key(&root), 200, &only_signature, b"", &[0; 32], NOW, WINDOW), Err(Reason::ResponseMalformed));
+        assert_eq!(
+            verify(
+                &key(&root),
+                200,
+                &only_signature,
+                b"",
+                &[0; 32],
+                NOW,
+                WINDOW
+            ),
+            Err(Reason::ResponseMalformed)
+        );
     }
 
     #[test]
     fn responses_without_content_type_and_other_keys() {
         let root = root();
         let signed = sign(&key(&root), 204, None, b"", &[3; 32], NOW, 10).expect("sign");
-        assert_eq!(verify(&key(&root), 204, &headers(&signed, None), b"", &[3; 32], NOW, WINDOW), Ok(()));
+        assert_eq!(
+            verify(
+                &key(&root),
+                204,
+                &headers(&signed, None),
+                b"",
+                &[3; 32],
+                NOW,
+                WINDOW
+            ),
+            Ok(())
+        );
         let other = RootSecret::new(vec![6; 32]).expect("root");
         assert_eq!(
-            verify(&key(&other), 204, &headers(&signed, None), b"", &[3; 32], NOW, WINDOW),
+            verify(
+                &key(&other),
+                204,
+                &headers(&signed, None),
+                b"",
+                &[3; 32],
+                NOW,
+                WINDOW
+            ),
             Err(Reason::ResponseBadSignature)
         );
     }
@@ -295,8 +435,10 @@ mod tests {
     #[test]
     fn response_keys_differ_from_request_keys() {
         let root = root();
-        let request = keys::derive_key(&root, Direction::Request, "k1", 1, "fin.example", "aud").expect("key");
-        let response = keys::derive_key(&root, Direction::Response, "k1", 1, "fin.example", "aud").expect("key");
+        let request = keys::derive_key(&root, Direction::Request, "k1", 1, "fin.example", "aud")
+            .expect("key");
+        let response = keys::derive_key(&root, Direction::Response, "k1", 1, "fin.example", "aud")
+            .expect("key");
         assert_ne!(request, response);
     }
 }

@@ -6,7 +6,9 @@
 //! that is not one well-formed signature.
 
 use sfv::visitor::{DictionaryVisitor, EntryVisitor};
-use sfv::{BareItem, Dictionary, FieldType, InnerList, KeyRef, List, ListEntry, Parameters, Parser};
+use sfv::{
+    BareItem, Dictionary, FieldType, InnerList, KeyRef, List, ListEntry, Parameters, Parser,
+};
 
 use crate::message::Component;
 use crate::reason::Reason;
@@ -47,7 +49,10 @@ impl<'de> DictionaryVisitor<'de> for CountingDictionary {
 
 /// Parses a dictionary field that must hold exactly one member.
 fn parse_single_member(raw: &[u8]) -> Result<(String, ListEntry, Dictionary), Reason> {
-    let visitor = CountingDictionary { dictionary: Dictionary::new(), members: 0 };
+    let visitor = CountingDictionary {
+        dictionary: Dictionary::new(),
+        members: 0,
+    };
     let (dictionary, members) = Parser::new(raw)
         .parse_dictionary_with_visitor(visitor)
         .map_err(|_| Reason::MalformedSignature)?;
@@ -86,7 +91,12 @@ pub fn parse_signature_input(raw: &[u8]) -> Result<SignatureInput, Reason> {
     }
 
     let signature_params = serialize_inner_list(&inner)?;
-    Ok(SignatureInput { label, components, params: inner.params, signature_params })
+    Ok(SignatureInput {
+        label,
+        components,
+        params: inner.params,
+        signature_params,
+    })
 }
 
 /// Serialises an inner list with its parameters, as `@signature-params` and
@@ -137,8 +147,14 @@ mod tests {
         let raw = br#"sig1=("@method" "content-digest");created=1;keyid="k""#;
         let input = parse_signature_input(raw).expect("valid input");
         assert_eq!(input.label, "sig1");
-        assert_eq!(input.components, vec![Component::Method, Component::Field("content-digest".into())]);
-        assert_eq!(input.signature_params, r#"("@method" "content-digest");created=1;keyid="k""#);
+        assert_eq!(
+            input.components,
+            vec![Component::Method, Component::Field("content-digest".into())]
+        );
+        assert_eq!(
+            input.signature_params,
+            r#"("@method" "content-digest");created=1;keyid="k""#
+        );
     }
 
     #[test]
@@ -155,23 +171,47 @@ mod tests {
 
     #[test]
     fn refuses_component_parameters_duplicates_and_non_strings() {
-        assert_eq!(parse_signature_input(br#"a=("x";sf)"#), Err(Reason::UnsupportedComponent));
+        assert_eq!(
+            parse_signature_input(br#"a=("x";sf)"#),
+            Err(Reason::UnsupportedComponent)
+        );
         assert_eq!(
             parse_signature_input(br#"a=("@path" "@path")"#),
             Err(Reason::DuplicateComponent)
         );
-        assert_eq!(parse_signature_input(br#"a=(method)"#), Err(Reason::MalformedSignature));
-        assert_eq!(parse_signature_input(b"a=1"), Err(Reason::MalformedSignature));
-        assert_eq!(parse_signature_input(b"a=(\"x\""), Err(Reason::MalformedSignature));
+        assert_eq!(
+            parse_signature_input(br#"a=(method)"#),
+            Err(Reason::MalformedSignature)
+        );
+        assert_eq!(
+            parse_signature_input(b"a=1"),
+            Err(Reason::MalformedSignature)
+        );
+        assert_eq!(
+            parse_signature_input(b"a=(\"x\""),
+            Err(Reason::MalformedSignature)
+        );
     }
 
     #[test]
     fn signature_must_be_canonical_and_match_the_label() {
         assert_eq!(parse_signature(b"a=:AAEC:", "a"), Ok(vec![0, 1, 2]));
-        assert_eq!(parse_signature(b"a=:AAEC:", "b"), Err(Reason::MultipleSignatures));
-        assert_eq!(parse_signature(b"a=:AAEC==:", "a"), Err(Reason::MalformedSignature));
-        assert_eq!(parse_signature(b"a=:AAF=:", "a"), Err(Reason::MalformedSignature));
-        assert_eq!(parse_signature(b"a=AAEC", "a"), Err(Reason::MalformedSignature));
+        assert_eq!(
+            parse_signature(b"a=:AAEC:", "b"),
+            Err(Reason::MultipleSignatures)
+        );
+        assert_eq!(
+            parse_signature(b"a=:AAEC==:", "a"),
+            Err(Reason::MalformedSignature)
+        );
+        assert_eq!(
+            parse_signature(b"a=:AAF=:", "a"),
+            Err(Reason::MalformedSignature)
+        );
+        assert_eq!(
+            parse_signature(b"a=AAEC", "a"),
+            Err(Reason::MalformedSignature)
+        );
         assert_eq!(parse_signature(b"", "a"), Err(Reason::MissingSignature));
     }
 }

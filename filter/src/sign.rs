@@ -39,16 +39,32 @@ pub fn sign(
     if nonce.len() < profile::MIN_NONCE_BYTES {
         return Err(Reason::RandomUnavailable);
     }
-    let expires = now.checked_add_unsigned(config.lifetime_seconds).ok_or(Reason::Internal)?;
-    let new = NewCredential { created: now, expires, nonce, key_id: &config.key_id };
+    let expires = now
+        .checked_add_unsigned(config.lifetime_seconds)
+        .ok_or(Reason::Internal)?;
+    let new = NewCredential {
+        created: now,
+        expires,
+        nonce,
+        key_id: &config.key_id,
+    };
     let signature_params = profile::signature_params(&new)?;
 
     let content_digest = digest::field_value(&digest::sha256(body));
     let covered_headers = vec![
-        ("content-digest".to_string(), content_digest.clone().into_bytes()),
-        (profile::IDENTITY_HEADER.to_string(), config.identity.clone().into_bytes()),
+        (
+            "content-digest".to_string(),
+            content_digest.clone().into_bytes(),
+        ),
+        (
+            profile::IDENTITY_HEADER.to_string(),
+            config.identity.clone().into_bytes(),
+        ),
     ];
-    let signed_view = Request { headers: &covered_headers, ..*request };
+    let signed_view = Request {
+        headers: &covered_headers,
+        ..*request
+    };
     let components = profile::REQUIRED_COMPONENTS
         .iter()
         .map(|name| Component::from_name(name))
@@ -56,7 +72,13 @@ pub fn sign(
     let base = message::signature_base(&components, &signature_params, &signed_view)?;
 
     let epoch = keys::epoch_of(now, config.hop_seconds).ok_or(Reason::Internal)?;
-    let key = keys.get(&config.secret, &config.key_id, epoch, &config.trust_domain, &config.audience)?;
+    let key = keys.get(
+        &config.secret,
+        &config.key_id,
+        epoch,
+        &config.trust_domain,
+        &config.audience,
+    )?;
     let mac = keys::mac(key, &base);
 
     Ok(Signed {

@@ -129,7 +129,12 @@ pub fn check_headers(
 }
 
 fn find_key<'a>(config: &'a VerifyConfig, key_id: &str) -> Result<(usize, &'a VerifyKey), Reason> {
-    config.keys.iter().enumerate().find(|(_, k)| k.id == key_id).ok_or(Reason::UnknownKey)
+    config
+        .keys
+        .iter()
+        .enumerate()
+        .find(|(_, k)| k.id == key_id)
+        .ok_or(Reason::UnknownKey)
 }
 
 /// `created` within the asymmetric window, `expires` after `created`, not too far after it,
@@ -157,7 +162,11 @@ fn check_time(config: &VerifyConfig, credential: &Credential, now: i64) -> Resul
 }
 
 /// mTLS binding: `peer` is the URI SAN of the connection's verified peer certificate, if any.
-pub fn check_peer(config: &VerifyConfig, pending: &Pending, peer: Option<&str>) -> Result<(), Reason> {
+pub fn check_peer(
+    config: &VerifyConfig,
+    pending: &Pending,
+    peer: Option<&str>,
+) -> Result<(), Reason> {
     match (config.mtls_binding, peer) {
         (MtlsBinding::Off, _) | (MtlsBinding::Prefer, None) => Ok(()),
         (MtlsBinding::Require, None) => Err(Reason::PeerIdentityMissing),
@@ -174,12 +183,25 @@ pub fn authenticate(
     request: &Request<'_>,
     body: &[u8],
 ) -> Result<Authentic, Reason> {
-    digest::check(request.single_header("content-digest")?, &digest::sha256(body))?;
+    digest::check(
+        request.single_header("content-digest")?,
+        &digest::sha256(body),
+    )?;
 
     let credential = &pending.credential;
-    let base = message::signature_base(&credential.components, &credential.signature_params, request)?;
+    let base = message::signature_base(
+        &credential.components,
+        &credential.signature_params,
+        request,
+    )?;
     let key = config.keys.get(pending.key_index).ok_or(Reason::Internal)?;
-    let prepared = keys.get(&key.secret, &key.id, pending.epoch, &pending.trust_domain, &config.audience)?;
+    let prepared = keys.get(
+        &key.secret,
+        &key.id,
+        pending.epoch,
+        &pending.trust_domain,
+        &config.audience,
+    )?;
     if !keys::verify_mac(prepared, &base, &pending.signature) {
         return Err(Reason::BadSignature);
     }
@@ -204,12 +226,18 @@ pub fn authorize(
     request: &Request<'_>,
     store: &dyn SharedStore,
 ) -> Result<Verified, Reason> {
-    config.replay.check_and_record(store, &authentic.nonce, authentic.created)?;
+    config
+        .replay
+        .check_and_record(store, &authentic.nonce, authentic.created)?;
 
     let identity = identity::parse(&authentic.identity)?;
     policy::decide(&config.routes, request.method, request.path(), &identity)?;
 
-    Ok(Verified { identity: authentic.identity.clone(), key_id: authentic.key_id.clone(), epoch: authentic.epoch })
+    Ok(Verified {
+        identity: authentic.identity.clone(),
+        key_id: authentic.key_id.clone(),
+        epoch: authentic.epoch,
+    })
 }
 
 /// [`authenticate`] then [`authorize`].

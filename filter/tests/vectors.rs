@@ -1,10 +1,10 @@
 //! Standard test vectors, named after their source, run through keyhop's own code paths.
 
 use base64::Engine as _;
+use hmac::Mac;
 use keyhop_filter::keys::{self, HmacSha256};
 use keyhop_filter::message::{self, Request};
 use keyhop_filter::sigfields;
-use hmac::Mac;
 
 /// RFC 9421 Appendix B.1.5: the `test-shared-secret` key.
 const TEST_SHARED_SECRET: &str =
@@ -36,7 +36,8 @@ fn rfc9421_b_2_5_signing_a_request_using_hmac_sha256() {
     )
     .expect("the RFC's Signature-Input parses");
 
-    let base = message::signature_base(&input.components, &input.signature_params, &request).expect("base");
+    let base = message::signature_base(&input.components, &input.signature_params, &request)
+        .expect("base");
     assert_eq!(
         String::from_utf8(base.clone()).expect("utf-8"),
         "\"date\": Tue, 20 Apr 2021 02:07:55 GMT\n\
@@ -45,10 +46,15 @@ fn rfc9421_b_2_5_signing_a_request_using_hmac_sha256() {
          \"@signature-params\": (\"date\" \"@authority\" \"content-type\");created=1618884473;keyid=\"test-shared-secret\""
     );
 
-    let secret = base64::engine::general_purpose::STANDARD.decode(TEST_SHARED_SECRET).expect("key");
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(TEST_SHARED_SECRET)
+        .expect("key");
     let key = HmacSha256::new_from_slice(&secret).expect("hmac key");
-    let expected = sigfields::parse_signature(b"sig-b25=:pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=:", "sig-b25")
-        .expect("the RFC's Signature parses");
+    let expected = sigfields::parse_signature(
+        b"sig-b25=:pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=:",
+        "sig-b25",
+    )
+    .expect("the RFC's Signature parses");
     assert_eq!(keys::mac(&key, &base).to_vec(), expected);
     assert!(keys::verify_mac(&key, &base, &expected));
 }

@@ -58,7 +58,8 @@ struct Wire {
 impl Wire {
     fn header(mut self, name: &str, value: &str) -> Wire {
         self.headers.retain(|(n, _)| n != name);
-        self.headers.push((name.to_string(), value.as_bytes().to_vec()));
+        self.headers
+            .push((name.to_string(), value.as_bytes().to_vec()));
         self
     }
 
@@ -68,16 +69,39 @@ impl Wire {
     }
 
     fn get(&self, name: &str) -> String {
-        let value = self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let value = self
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         String::from_utf8(value).expect("utf-8")
     }
 }
 
-fn signed_with(config: &SignConfig, method: &str, path: &str, body: &[u8], at: i64, nonce: u8) -> Wire {
-    let request = Request { method, scheme: "http", authority: "risk.riskpartner.example", path_and_query: path, headers: &[] };
+fn signed_with(
+    config: &SignConfig,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    at: i64,
+    nonce: u8,
+) -> Wire {
+    let request = Request {
+        method,
+        scheme: "http",
+        authority: "risk.riskpartner.example",
+        path_and_query: path,
+        headers: &[],
+    };
     let mut keys = EpochKeyCache::new(4);
-    let Signed { content_digest, identity, signature_input, signature, .. } =
-        sign::sign(config, &mut keys, &request, body, at, &[nonce; 16]).expect("signed");
+    let Signed {
+        content_digest,
+        identity,
+        signature_input,
+        signature,
+        ..
+    } = sign::sign(config, &mut keys, &request, body, at, &[nonce; 16]).expect("signed");
     Wire {
         method: method.to_string(),
         authority: "risk.riskpartner.example".to_string(),
@@ -95,10 +119,22 @@ fn signed_with(config: &SignConfig, method: &str, path: &str, body: &[u8], at: i
 
 fn signed(body: &[u8], nonce: u8) -> Wire {
     let config = sign_config(WEB, "PORTAL", "spiffe://riskpartner.example/edge");
-    signed_with(&config, "POST", "/v1/risk/assess?currency=EUR", body, NOW, nonce)
+    signed_with(
+        &config,
+        "POST",
+        "/v1/risk/assess?currency=EUR",
+        body,
+        NOW,
+        nonce,
+    )
 }
 
-fn verify_at(config: &VerifyConfig, store: &MemoryStore, wire: &Wire, now: i64) -> Result<Verified, Reason> {
+fn verify_at(
+    config: &VerifyConfig,
+    store: &MemoryStore,
+    wire: &Wire,
+    now: i64,
+) -> Result<Verified, Reason> {
     let request = Request {
         method: &wire.method,
         scheme: "http",
@@ -132,7 +168,10 @@ fn a_signed_request_verifies_once_and_then_is_a_replay() {
     assert_eq!(verified.identity, WEB);
     assert_eq!(verified.key_id, "portal-2026");
     assert_eq!(verified.epoch, (NOW / 10) as u64);
-    assert_eq!(verify_at(&config, &store, &wire, NOW + 2), Err(Reason::Replay));
+    assert_eq!(
+        verify_at(&config, &store, &wire, NOW + 2),
+        Err(Reason::Replay)
+    );
     assert!(verify_at(&config, &store, &signed(BODY, 2), NOW + 2).is_ok());
 }
 
@@ -166,7 +205,10 @@ fn the_body_is_hashed_by_the_verifier_not_trusted_from_the_header() {
     let mut tampered = signed(BODY, 5);
     tampered.body = br#"{"customer":"c-1042","amount":900}"#.to_vec();
     assert_eq!(verdict(&tampered), Err(Reason::DigestMismatch));
-    assert_eq!(verdict(&signed(BODY, 6).without("content-digest")), Err(Reason::MissingDigest));
+    assert_eq!(
+        verdict(&signed(BODY, 6).without("content-digest")),
+        Err(Reason::MissingDigest)
+    );
     assert_eq!(
         verdict(&signed(BODY, 7).header("content-digest", "sha-256=:AAAA:")),
         Err(Reason::MalformedDigest)
@@ -175,45 +217,97 @@ fn the_body_is_hashed_by_the_verifier_not_trusted_from_the_header() {
 
 #[test]
 fn missing_or_malformed_credentials_are_refused() {
-    assert_eq!(verdict(&signed(BODY, 8).without("signature")), Err(Reason::MissingSignature));
-    assert_eq!(verdict(&signed(BODY, 8).without("signature-input")), Err(Reason::MissingSignature));
-    assert_eq!(verdict(&signed(BODY, 8).header("signature", "keyhop=:AAAA:")), Err(Reason::MalformedSignature));
-    assert_eq!(verdict(&signed(BODY, 8).header("signature-input", "keyhop=(")), Err(Reason::MalformedSignature));
+    assert_eq!(
+        verdict(&signed(BODY, 8).without("signature")),
+        Err(Reason::MissingSignature)
+    );
+    assert_eq!(
+        verdict(&signed(BODY, 8).without("signature-input")),
+        Err(Reason::MissingSignature)
+    );
+    assert_eq!(
+        verdict(&signed(BODY, 8).header("signature", "keyhop=:AAAA:")),
+        Err(Reason::MalformedSignature)
+    );
+    assert_eq!(
+        verdict(&signed(BODY, 8).header("signature-input", "keyhop=(")),
+        Err(Reason::MalformedSignature)
+    );
     let mut doubled = signed(BODY, 8);
     let copy = doubled.get("signature");
-    doubled.headers.push(("signature".into(), copy.into_bytes()));
+    doubled
+        .headers
+        .push(("signature".into(), copy.into_bytes()));
     assert_eq!(verdict(&doubled), Err(Reason::DuplicateHeader));
-    assert_eq!(verdict(&signed(BODY, 8).without("keyhop-identity")), Err(Reason::MissingIdentity));
-    assert_eq!(verdict(&signed(BODY, 8).header("keyhop-identity", "portal-web")), Err(Reason::InvalidIdentity));
+    assert_eq!(
+        verdict(&signed(BODY, 8).without("keyhop-identity")),
+        Err(Reason::MissingIdentity)
+    );
+    assert_eq!(
+        verdict(&signed(BODY, 8).header("keyhop-identity", "portal-web")),
+        Err(Reason::InvalidIdentity)
+    );
 }
 
 #[test]
 fn parameters_are_checked_against_the_pinned_key() {
     let wire = signed(BODY, 9);
     let input = wire.get("signature-input");
-    let swap = |from: &str, to: &str| wire.clone().header("signature-input", &input.replace(from, to));
-    assert_eq!(verdict(&swap("portal-2026", "portal-2025")), Err(Reason::UnknownKey));
-    assert_eq!(verdict(&swap("hmac-sha256", "ed25519")), Err(Reason::AlgorithmMismatch));
-    assert_eq!(verdict(&swap("keyhop-v1", "keyhop-v0")), Err(Reason::WrongTag));
-    assert_eq!(verdict(&swap(r#" "@query""#, "")), Err(Reason::MissingComponent));
+    let swap = |from: &str, to: &str| {
+        wire.clone()
+            .header("signature-input", &input.replace(from, to))
+    };
+    assert_eq!(
+        verdict(&swap("portal-2026", "portal-2025")),
+        Err(Reason::UnknownKey)
+    );
+    assert_eq!(
+        verdict(&swap("hmac-sha256", "ed25519")),
+        Err(Reason::AlgorithmMismatch)
+    );
+    assert_eq!(
+        verdict(&swap("keyhop-v1", "keyhop-v0")),
+        Err(Reason::WrongTag)
+    );
+    assert_eq!(
+        verdict(&swap(r#" "@query""#, "")),
+        Err(Reason::MissingComponent)
+    );
 }
 
 #[test]
 fn time_window_is_asymmetric_and_lifetime_capped() {
     let config = sign_config(WEB, "PORTAL", "spiffe://riskpartner.example/edge");
-    let at = |created: i64, nonce: u8| signed_with(&config, "POST", "/v1/risk/a", b"", created, nonce);
+    let at =
+        |created: i64, nonce: u8| signed_with(&config, "POST", "/v1/risk/a", b"", created, nonce);
     let verify_config = verify_config();
     let store = MemoryStore::default();
     verify_config.replay.init(&store).expect("init");
     let check = |wire: &Wire| verify_at(&verify_config, &store, wire, NOW);
 
-    assert!(check(&at(NOW + 5, 1)).is_ok(), "5 s ahead is within the skew");
+    assert!(
+        check(&at(NOW + 5, 1)).is_ok(),
+        "5 s ahead is within the skew"
+    );
     assert_eq!(check(&at(NOW + 6, 2)), Err(Reason::CreatedInFuture));
-    assert!(check(&at(NOW - 9, 3)).is_ok(), "9 s old with a 10 s lifetime");
-    assert_eq!(check(&at(NOW - 10, 4)), Err(Reason::Expired), "expires == now");
+    assert!(
+        check(&at(NOW - 9, 3)).is_ok(),
+        "9 s old with a 10 s lifetime"
+    );
+    assert_eq!(
+        check(&at(NOW - 10, 4)),
+        Err(Reason::Expired),
+        "expires == now"
+    );
     let long = at(NOW, 5);
-    let input = long.get("signature-input").replace(&format!("expires={}", NOW + 10), &format!("expires={}", NOW + 31));
-    assert_eq!(check(&long.header("signature-input", &input)), Err(Reason::LifetimeTooLong));
+    let input = long.get("signature-input").replace(
+        &format!("expires={}", NOW + 10),
+        &format!("expires={}", NOW + 31),
+    );
+    assert_eq!(
+        check(&long.header("signature-input", &input)),
+        Err(Reason::LifetimeTooLong)
+    );
 }
 
 #[test]
@@ -226,7 +320,11 @@ fn keys_are_bound_to_audience_secret_and_trust_domain() {
     let wire = signed_with(&wrong_secret, "POST", "/v1/risk/a", BODY, NOW, 2);
     assert_eq!(verdict(&wire), Err(Reason::BadSignature));
 
-    let outsider = sign_config("spiffe://evil.example/ns/x/sa/y", "PORTAL", "spiffe://riskpartner.example/edge");
+    let outsider = sign_config(
+        "spiffe://evil.example/ns/x/sa/y",
+        "PORTAL",
+        "spiffe://riskpartner.example/edge",
+    );
     let wire = signed_with(&outsider, "POST", "/v1/risk/a", BODY, NOW, 3);
     assert_eq!(verdict(&wire), Err(Reason::IdentityNotVouched));
 }
@@ -235,7 +333,14 @@ fn keys_are_bound_to_audience_secret_and_trust_domain() {
 fn route_policy_applies_to_verified_callers() {
     let batch = sign_config(BATCH, "PORTAL", "spiffe://riskpartner.example/edge");
     assert_eq!(
-        verdict(&signed_with(&batch, "POST", "/v1/risk/assess", BODY, NOW, 1)),
+        verdict(&signed_with(
+            &batch,
+            "POST",
+            "/v1/risk/assess",
+            BODY,
+            NOW,
+            1
+        )),
         Err(Reason::PolicyDenied)
     );
     assert!(verdict(&signed_with(&batch, "GET", "/v1/health", b"", NOW, 2)).is_ok());

@@ -39,8 +39,14 @@ fn expected_lines() -> Vec<String> {
     let config = config();
     let epoch = keys::epoch_of(CREATED, 10).expect("epoch");
     let root = RootSecret::new(ROOT.to_vec()).expect("root");
-    let epoch_key = keys::derive_epoch_key(&root, "portal-2026", epoch, "finsphere.example", &config.audience)
-        .expect("derive");
+    let epoch_key = keys::derive_epoch_key(
+        &root,
+        "portal-2026",
+        epoch,
+        "finsphere.example",
+        &config.audience,
+    )
+    .expect("derive");
     let request = Request {
         method: "POST",
         scheme: "http",
@@ -48,7 +54,15 @@ fn expected_lines() -> Vec<String> {
         path_and_query: "/v1/risk/assess?currency=EUR",
         headers: &[],
     };
-    let signed = sign::sign(&config, &mut EpochKeyCache::new(1), &request, BODY, CREATED, &NONCE).expect("sign");
+    let signed = sign::sign(
+        &config,
+        &mut EpochKeyCache::new(1),
+        &request,
+        BODY,
+        CREATED,
+        &NONCE,
+    )
+    .expect("sign");
 
     let params = profile::signature_params(&NewCredential {
         created: CREATED,
@@ -58,21 +72,49 @@ fn expected_lines() -> Vec<String> {
     })
     .expect("params");
     let covered = vec![
-        ("content-digest".to_string(), signed.content_digest.clone().into_bytes()),
-        ("keyhop-identity".to_string(), signed.identity.clone().into_bytes()),
+        (
+            "content-digest".to_string(),
+            signed.content_digest.clone().into_bytes(),
+        ),
+        (
+            "keyhop-identity".to_string(),
+            signed.identity.clone().into_bytes(),
+        ),
     ];
-    let components: Vec<Component> =
-        profile::REQUIRED_COMPONENTS.iter().map(|n| Component::from_name(n).expect("component")).collect();
-    let base = message::signature_base(&components, &params, &Request { headers: &covered, ..request })
-        .expect("base");
+    let components: Vec<Component> = profile::REQUIRED_COMPONENTS
+        .iter()
+        .map(|n| Component::from_name(n).expect("component"))
+        .collect();
+    let base = message::signature_base(
+        &components,
+        &params,
+        &Request {
+            headers: &covered,
+            ..request
+        },
+    )
+    .expect("base");
 
     let mut lines = vec![
         format!("root secret (base64): {}", base64_std(ROOT)),
         format!("epoch: {epoch}"),
-        format!("HKDF info (hex): {}", hex(&keys::hkdf_info("portal-2026", epoch, "finsphere.example", &config.audience))),
+        format!(
+            "HKDF info (hex): {}",
+            hex(&keys::hkdf_info(
+                "portal-2026",
+                epoch,
+                "finsphere.example",
+                &config.audience
+            ))
+        ),
         format!("epoch key (hex): {}", hex(&epoch_key)),
     ];
-    lines.extend(String::from_utf8(base).expect("utf-8").lines().map(str::to_string));
+    lines.extend(
+        String::from_utf8(base)
+            .expect("utf-8")
+            .lines()
+            .map(str::to_string),
+    );
     lines.push(format!("content-digest: {}", signed.content_digest));
     lines.push(format!("keyhop-identity: {}", signed.identity));
     lines.push(format!("signature-input: {}", signed.signature_input));
@@ -90,7 +132,11 @@ fn protocol_md_worked_example_matches_the_code() {
             missing.push(line);
         }
     }
-    assert!(missing.is_empty(), "docs/PROTOCOL.md lacks these lines of the worked example:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "docs/PROTOCOL.md lacks these lines of the worked example:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]

@@ -144,7 +144,8 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
     use keyhop_filter::keys::EpochKeyCache;
     use keyhop_filter::message::Request;
 
-    let json = std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let json = std::fs::read(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
     let config = match Config::from_json(&json, &|name| std::env::var(name).ok()) {
         Ok(Config::Sign(config)) => config,
         Ok(Config::Verify(_)) => bail!("{} is a verify-mode configuration", args.config.display()),
@@ -154,17 +155,32 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => Vec::new(),
     };
-    let (scheme, rest) = args.url.split_once("://").context("the URL needs a scheme, e.g. http://")?;
+    let (scheme, rest) = args
+        .url
+        .split_once("://")
+        .context("the URL needs a scheme, e.g. http://")?;
     let (authority, path) = match rest.find(['/', '?']) {
         Some(at) => rest.split_at(at),
         None => (rest, "/"),
     };
-    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    let request = Request { method: &args.method, scheme, authority, path_and_query: &path, headers: &[] };
+    let request = Request {
+        method: &args.method,
+        scheme,
+        authority,
+        path_and_query: &path,
+        headers: &[],
+    };
     let signed = keyhop_filter::sign::sign(
         &config,
         &mut EpochKeyCache::new(1),
@@ -182,8 +198,10 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
         ("signature", &signed.signature),
     ];
     let text = if args.json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            headers.iter().map(|(n, v)| ((*n).to_owned(), serde_json::Value::String((*v).clone()))).collect();
+        let map: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), serde_json::Value::String((*v).clone())))
+            .collect();
         serde_json::to_string_pretty(&map)? + "\n"
     } else {
         headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect()

@@ -36,7 +36,13 @@ fn signed_headers_verify_with_the_filter_code() {
     std::fs::write(&body, br#"{"amount":100}"#).unwrap();
 
     let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
-        .args(["sign", "--method", "POST", "--url", "http://risk.riskpartner.example/v1/risk/score?ccy=EUR"])
+        .args([
+            "sign",
+            "--method",
+            "POST",
+            "--url",
+            "http://risk.riskpartner.example/v1/risk/score?ccy=EUR",
+        ])
         .arg("--config")
         .arg(&config)
         .arg("--body")
@@ -45,7 +51,11 @@ fn signed_headers_verify_with_the_filter_code() {
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let headers: Vec<(String, Vec<u8>)> = String::from_utf8(output.stdout)
         .unwrap()
@@ -67,16 +77,42 @@ fn signed_headers_verify_with_the_filter_code() {
     let config = verify_config();
     let store = MemoryStore::default();
     config.replay.init(&store).unwrap();
-    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
     let pending = verify::check_headers(&config, &request, now, &mut Facts::default()).unwrap();
-    let verified =
-        verify::finish(&config, &mut EpochKeyCache::new(1), &pending, &request, br#"{"amount":100}"#, &store).unwrap();
-    assert_eq!(verified.identity, "spiffe://finsphere.example/ns/portal/sa/portal-web");
+    let verified = verify::finish(
+        &config,
+        &mut EpochKeyCache::new(1),
+        &pending,
+        &request,
+        br#"{"amount":100}"#,
+        &store,
+    )
+    .unwrap();
+    assert_eq!(
+        verified.identity,
+        "spiffe://finsphere.example/ns/portal/sa/portal-web"
+    );
 
-    let other_path = Request { path_and_query: "/v1/risk/transfer?ccy=EUR", ..request };
+    let other_path = Request {
+        path_and_query: "/v1/risk/transfer?ccy=EUR",
+        ..request
+    };
     let pending = verify::check_headers(&config, &other_path, now, &mut Facts::default()).unwrap();
     assert_eq!(
-        verify::finish(&config, &mut EpochKeyCache::new(1), &pending, &other_path, br#"{"amount":100}"#, &store),
+        verify::finish(
+            &config,
+            &mut EpochKeyCache::new(1),
+            &pending,
+            &other_path,
+            br#"{"amount":100}"#,
+            &store
+        ),
         Err(keyhop_filter::Reason::BadSignature)
     );
 }

@@ -146,7 +146,10 @@ fn oversized_body_is_refused_by_the_signer() {
     // the filter's max_body_bytes race: either answers 413, and only the filter names a reason.
     assert_eq!(response.status, 413, "body: {}", response.text());
     let reason = response.reason();
-    assert!(matches!(reason.as_deref(), None | Some("body_too_large")), "{reason:?}");
+    assert!(
+        matches!(reason.as_deref(), None | Some("body_too_large")),
+        "{reason:?}"
+    );
     assert!(
         topology.tap.captured().is_empty(),
         "an unsigned request left the portal"

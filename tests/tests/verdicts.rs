@@ -232,7 +232,10 @@ fn credential_from_a_portal_with_another_secret_is_refused_as_bad_signature() {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    let reasons: Vec<_> = lines.iter().filter_map(|l| l.get("reason").cloned()).collect();
+    let reasons: Vec<_> = lines
+        .iter()
+        .filter_map(|l| l.get("reason").cloned())
+        .collect();
     assert_eq!(reasons, vec![serde_json::Value::from("bad_signature")]);
 }
 

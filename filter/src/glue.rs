@@ -178,17 +178,7 @@ impl RootContext for Root {
                 plugin.counters.count("deny", Err(Reason::BodyNotDelivered));
             }
             if hostcalls::set_effective_context(context_id).is_ok() {
-                let reason = Reason::BodyNotDelivered;
-                let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-                let headers = vec![
-                    ("content-type", "application/json"),
-                    ("keyhop-reason", reason.code()),
-                ];
-                let _ = hostcalls::send_http_response(
-                    u32::from(reason.status()),
-                    headers,
-                    Some(body.as_bytes()),
-                );
+                send_refusal(Reason::BodyNotDelivered, None);
             }
         }
     }
@@ -568,36 +558,18 @@ impl Stream {
                 &format!("keyhop: no configuration; refusing with {reason}"),
             ),
         }
-        let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-        let status = reason.status();
         let signed = match (plugin, &reply) {
             (Some(plugin), Reply::Sign(authentic)) => sign_reply(
                 plugin,
                 authentic,
-                status,
+                reason.status(),
                 Some(b"application/json"),
-                body.as_bytes(),
+                refusal_body(reason).as_bytes(),
             )
             .ok(),
             _ => None,
         };
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("keyhop-reason", reason.code()),
-        ];
-        if let Some(signed) = &signed {
-            headers.push(("content-digest", signed.content_digest.as_str()));
-            headers.push(("signature-input", signed.signature_input.as_str()));
-            headers.push(("signature", signed.signature.as_str()));
-        }
-        if let Err(status) =
-            hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
-        {
-            log(
-                LogLevel::Error,
-                &format!("keyhop: local reply failed: {status:?}"),
-            );
-        }
+        send_refusal(reason, signed.as_ref());
         // After a local reply the filter must not let the request continue.
         Action::Pause
     }
@@ -686,21 +658,7 @@ impl Stream {
     fn refuse_reply(&mut self, plugin: &Plugin, reason: Reason) -> Action {
         self.reply = Reply::Pass;
         self.decided(plugin, "deny", Err(reason));
-        let body = format!("{{\"error\":\"{}\"}}\n", reason.code());
-        let headers = vec![
-            ("content-type", "application/json"),
-            ("keyhop-reason", reason.code()),
-        ];
-        if let Err(status) = hostcalls::send_http_response(
-            u32::from(reason.status()),
-            headers,
-            Some(body.as_bytes()),
-        ) {
-            log(
-                LogLevel::Error,
-                &format!("keyhop: local reply failed: {status:?}"),
-            );
-        }
+        send_refusal(reason, None);
         Action::Pause
     }
 
@@ -748,6 +706,33 @@ fn view(headers: &[Header]) -> Result<Request<'_>, Reason> {
         path_and_query: pseudo(":path")?,
         headers,
     })
+}
+
+/// The body of every refusal: the reason code, nothing else.
+fn refusal_body(reason: Reason) -> String {
+    format!("{{\"error\":\"{}\"}}\n", reason.code())
+}
+
+/// Sends the local reply for `reason`, with the headers of a response signature if given.
+fn send_refusal(reason: Reason, signed: Option<&response::SignedResponse>) {
+    let body = refusal_body(reason);
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("keyhop-reason", reason.code()),
+    ];
+    if let Some(signed) = signed {
+        headers.push(("content-digest", signed.content_digest.as_str()));
+        headers.push(("signature-input", signed.signature_input.as_str()));
+        headers.push(("signature", signed.signature.as_str()));
+    }
+    let sent =
+        hostcalls::send_http_response(u32::from(reason.status()), headers, Some(body.as_bytes()));
+    if let Err(status) = sent {
+        log(
+            LogLevel::Error,
+            &format!("keyhop: local reply failed: {status:?}"),
+        );
+    }
 }
 
 /// Signs a response for an authentic caller with the response key of its request's key.

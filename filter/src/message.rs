@@ -47,17 +47,23 @@ impl<'a> Request<'a> {
 
     /// The single value of a field, `None` when absent; several field lines are refused.
     pub fn single_header(&self, name: &str) -> Result<Option<&'a [u8]>, Reason> {
-        let mut found = None;
-        for (n, v) in self.headers {
-            if n.eq_ignore_ascii_case(name) {
-                if found.is_some() {
-                    return Err(Reason::DuplicateHeader);
-                }
-                found = Some(v.as_slice());
-            }
-        }
-        Ok(found)
+        single_header(self.headers, name)
     }
+}
+
+/// The single value of a field in a header list, `None` when absent; several field lines are
+/// refused as [`Reason::DuplicateHeader`].
+pub fn single_header<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a [u8]>, Reason> {
+    let mut found = None;
+    for (n, v) in headers {
+        if n.eq_ignore_ascii_case(name) {
+            if found.is_some() {
+                return Err(Reason::DuplicateHeader);
+            }
+            found = Some(v.as_slice());
+        }
+    }
+    Ok(found)
 }
 
 /// `@authority`: lowercase, and without the scheme's default port.

@@ -150,15 +150,15 @@ pub fn signature_params(new: &NewCredential<'_>) -> Result<String, Reason> {
     sigfields::serialize_inner_list(&InnerList::with_params(items, params))
 }
 
-fn sf_string(value: &str) -> Result<sfv::String, Reason> {
+pub(crate) fn sf_string(value: &str) -> Result<sfv::String, Reason> {
     sfv::String::from_string(value.to_string()).map_err(|_| Reason::Internal)
 }
 
-fn sf_key(name: &str) -> Result<Key, Reason> {
+pub(crate) fn sf_key(name: &str) -> Result<Key, Reason> {
     Key::from_string(name.to_string()).map_err(|_| Reason::Internal)
 }
 
-fn sf_integer(value: i64) -> Result<sfv::Integer, Reason> {
+pub(crate) fn sf_integer(value: i64) -> Result<sfv::Integer, Reason> {
     sfv::Integer::try_from(value).map_err(|_| Reason::Internal)
 }
 

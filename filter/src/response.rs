@@ -8,12 +8,12 @@
 //! request's, under a different HKDF label, so request and response MACs never mix.
 
 use base64::Engine as _;
-use sfv::{BareItem, Dictionary, InnerList, Item, Key, ListEntry, Parameters, Parser};
+use sfv::{BareItem, Dictionary, InnerList, Item, ListEntry, Parameters, Parser};
 
 use crate::digest;
 use crate::keys::{self, Direction, RootSecret};
-use crate::message::Header;
-use crate::profile::{ALG, LABEL};
+use crate::message::{self, Header};
+use crate::profile::{sf_integer, sf_key, sf_string, ALG, LABEL};
 use crate::reason::Reason;
 use crate::sigfields;
 
@@ -36,6 +36,20 @@ pub struct ResponseKey<'a> {
     pub hop_seconds: u64,
 }
 
+impl ResponseKey<'_> {
+    /// The prepared response key of one epoch.
+    fn prepared(&self, epoch: u64) -> Result<keys::HmacSha256, Reason> {
+        keys::prepared_key(
+            self.root,
+            Direction::Response,
+            self.key_id,
+            epoch,
+            self.trust_domain,
+            self.audience,
+        )
+    }
+}
+
 /// The response headers a signed reply carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedResponse {
@@ -56,14 +70,6 @@ pub struct Window {
     pub future_skew: u64,
 }
 
-fn sf_string(value: &str) -> Result<sfv::String, Reason> {
-    sfv::String::from_string(value.to_string()).map_err(|_| Reason::Internal)
-}
-
-fn sf_key(name: &str) -> Result<Key, Reason> {
-    Key::from_string(name.to_string()).map_err(|_| Reason::Internal)
-}
-
 /// The response's `@signature-params`: the fixed component list and the parameters.
 fn signature_params(
     with_content_type: bool,
@@ -81,10 +87,9 @@ fn signature_params(
     bound.insert(sf_key("key")?, BareItem::String(sf_string(LABEL)?));
     items.push(Item::with_params(sf_string("signature")?, bound));
 
-    let integer = |v: i64| sfv::Integer::try_from(v).map_err(|_| Reason::Internal);
     let mut params = Parameters::new();
-    params.insert(sf_key("created")?, BareItem::Integer(integer(created)?));
-    params.insert(sf_key("expires")?, BareItem::Integer(integer(expires)?));
+    params.insert(sf_key("created")?, BareItem::Integer(sf_integer(created)?));
+    params.insert(sf_key("expires")?, BareItem::Integer(sf_integer(expires)?));
     params.insert(sf_key("keyid")?, BareItem::String(sf_string(key_id)?));
     params.insert(sf_key("alg")?, BareItem::String(sf_string(ALG)?));
     params.insert(sf_key("tag")?, BareItem::String(sf_string(RESPONSE_TAG)?));
@@ -141,14 +146,7 @@ pub fn sign(
     )?;
 
     let epoch = keys::epoch_of(now, key.hop_seconds).ok_or(Reason::Internal)?;
-    let prepared = keys::prepared_key(
-        key.root,
-        Direction::Response,
-        key.key_id,
-        epoch,
-        key.trust_domain,
-        key.audience,
-    )?;
+    let prepared = key.prepared(epoch)?;
     let mac = keys::mac(&prepared, &base);
     Ok(SignedResponse {
         content_digest,
@@ -160,17 +158,9 @@ pub fn sign(
     })
 }
 
+/// The single value of a response field; several field lines make the response malformed.
 fn single<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a [u8]>, Reason> {
-    let mut found = None;
-    for (n, v) in headers {
-        if n.eq_ignore_ascii_case(name) {
-            if found.is_some() {
-                return Err(Reason::ResponseMalformed);
-            }
-            found = Some(v.as_slice());
-        }
-    }
-    Ok(found)
+    message::single_header(headers, name).map_err(|_| Reason::ResponseMalformed)
 }
 
 /// Checks a response against the request whose MAC was `request_signature`.
@@ -226,14 +216,7 @@ pub fn verify(
         &expected,
     )?;
     let epoch = keys::epoch_of(created, key.hop_seconds).ok_or(Reason::ResponseExpired)?;
-    let prepared = keys::prepared_key(
-        key.root,
-        Direction::Response,
-        key.key_id,
-        epoch,
-        key.trust_domain,
-        key.audience,
-    )?;
+    let prepared = key.prepared(epoch)?;
     if !keys::verify_mac(&prepared, &base, &mac) {
         return Err(Reason::ResponseBadSignature);
     }

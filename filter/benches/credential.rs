@@ -14,25 +14,20 @@
     clippy::panic
 )]
 
+mod fixtures;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use keyhop_filter::config::{Config, SignConfig, VerifyConfig};
 use keyhop_filter::digest;
 use keyhop_filter::keys::{self, EpochKeyCache};
-use keyhop_filter::message::{self, Header, Request};
+use keyhop_filter::message;
 use keyhop_filter::profile;
 use keyhop_filter::replay::MemoryStore;
 use keyhop_filter::sigfields;
 use keyhop_filter::sign;
 use keyhop_filter::verify::{self, Facts};
-
-const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const NOW: i64 = 1_764_763_200;
-const AUTHORITY: &str = "risk.riskpartner.example";
-const PATH: &str = "/v1/risk/score?currency=EUR";
-const BODY: &[u8] = br#"{"account":"12345678","amount":1999}"#;
 
 /// Alternating verify and HMAC blocks for the paired ratio, and credentials per block.
 const RATIO_BLOCKS: u64 = 21;
@@ -41,80 +36,10 @@ const RATIO_BLOCK_LEN: u64 = 500;
 /// Signed credentials per batch: well under what one replay bucket holds (1024 × 128).
 const BATCH: u64 = 2000;
 
-fn env(name: &str) -> Option<String> {
-    (name == "KEYHOP_PORTAL_SECRET").then(|| SECRET.to_owned())
-}
-
-fn sign_config() -> SignConfig {
-    let json = r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
-        "audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
-        "key":{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET"},"lifetime_seconds":10}"#;
-    match Config::from_json(json.as_bytes(), &env) {
-        Ok(Config::Sign(c)) => c,
-        other => panic!("sign config: {other:?}"),
-    }
-}
-
-fn verify_config() -> VerifyConfig {
-    let json = r#"{"mode":"verify","audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
-        "keys":[{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET","alg":"hmac-sha256",
-                 "trust_domains":["finsphere.example"]}],
-        "routes":[{"methods":["POST"],"path_prefix":"/v1/risk/",
-                   "allow":["spiffe://finsphere.example/ns/portal/sa/portal-web"]}]}"#;
-    match Config::from_json(json.as_bytes(), &env) {
-        Ok(Config::Verify(c)) => c,
-        other => panic!("verify config: {other:?}"),
-    }
-}
-
-/// The headers Envoy hands the filter for a plain POST, before keyhop's are added.
-fn plain_headers() -> Vec<Header> {
-    [
-        (":authority", AUTHORITY),
-        (":path", PATH),
-        (":method", "POST"),
-        (":scheme", "http"),
-        ("user-agent", "h2load nghttp2/1.52.0"),
-        ("content-type", "application/json"),
-        ("content-length", "36"),
-        ("x-forwarded-proto", "http"),
-        ("x-request-id", "0b1c5e8e-3f0e-4a9c-9a43-2d1f0c7e9b11"),
-    ]
-    .iter()
-    .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
-    .collect()
-}
-
-fn request(headers: &[Header]) -> Request<'_> {
-    Request {
-        method: "POST",
-        scheme: "http",
-        authority: AUTHORITY,
-        path_and_query: PATH,
-        headers,
-    }
-}
-
-fn nonce(n: u64) -> [u8; 16] {
-    let mut bytes = [0x5a; 16];
-    bytes[..8].copy_from_slice(&n.to_le_bytes());
-    bytes
-}
-
-/// The headers of one freshly signed request, as the verifier receives them.
-fn signed_headers(config: &SignConfig, keys: &mut EpochKeyCache, n: u64) -> Vec<Header> {
-    let mut headers = plain_headers();
-    let signed = sign::sign(config, keys, &request(&headers), BODY, NOW, &nonce(n)).unwrap();
-    for (name, value) in [
-        ("content-digest", signed.content_digest),
-        ("keyhop-identity", signed.identity),
-        ("signature-input", signed.signature_input),
-        ("signature", signed.signature),
-    ] {
-        headers.push((name.to_owned(), value.into_bytes()));
-    }
-    headers
-}
+use fixtures::{
+    nonce, plain_headers, request, sign_config, signed_headers, verify_config, verify_one,
+    yardstick, BODY, NOW,
+};
 
 /// Times `step` over freshly signed credentials: `prepare` runs untimed per credential.
 fn over_fresh_credentials<T>(
@@ -176,20 +101,7 @@ fn credential(c: &mut Criterion) {
                 iterations,
                 |i| fresh(next + i),
                 |headers, store| {
-                    let request = request(headers);
-                    let mut facts = Facts::default();
-                    let pending =
-                        verify::check_headers(&verify_config, &request, NOW + 1, &mut facts)
-                            .unwrap();
-                    let verified = verify::finish(
-                        &verify_config,
-                        &mut verify_keys,
-                        &pending,
-                        &request,
-                        BODY,
-                        store,
-                    );
-                    black_box(verified.unwrap());
+                    black_box(verify_one(&verify_config, &mut verify_keys, headers, store));
                 },
             )
         })
@@ -198,31 +110,7 @@ fn credential(c: &mut Criterion) {
     // The yardstick: HMAC-SHA256 of this request's signature base under a prepared key, the
     // one computation no verifier of this scheme can avoid.
     let sample = signed_headers(&sign_config, &mut EpochKeyCache::new(1), 1);
-    let input = sigfields::parse_signature_input(
-        sample
-            .iter()
-            .find(|(n, _)| n == "signature-input")
-            .map(|(_, v)| v.as_slice())
-            .unwrap(),
-    )
-    .unwrap();
-    let base = message::signature_base(
-        &input.components,
-        &input.signature_params,
-        &request(&sample),
-    )
-    .unwrap();
-    let mut cache = EpochKeyCache::new(1);
-    let key = cache
-        .get(
-            &verify_config.keys[0].secret,
-            "portal-2026",
-            (NOW / 10) as u64,
-            "finsphere.example",
-            &verify_config.audience,
-        )
-        .unwrap()
-        .clone();
+    let (key, base) = yardstick(&verify_config, &sample);
     println!("signature base: {} bytes", base.len());
     group.bench_function("hmac_signature_base", |b| {
         b.iter(|| black_box(keys::mac(&key, black_box(&base))))
@@ -238,21 +126,7 @@ fn credential(c: &mut Criterion) {
             RATIO_BLOCK_LEN,
             |i| fresh(3_000_000_000 + block * RATIO_BLOCK_LEN + i),
             |headers, store| {
-                let request = request(headers);
-                let mut facts = Facts::default();
-                let pending =
-                    verify::check_headers(&verify_config, &request, NOW + 1, &mut facts).unwrap();
-                black_box(
-                    verify::finish(
-                        &verify_config,
-                        &mut verify_keys,
-                        &pending,
-                        &request,
-                        BODY,
-                        store,
-                    )
-                    .unwrap(),
-                );
+                black_box(verify_one(&verify_config, &mut verify_keys, headers, store));
             },
         );
         let started = Instant::now();
@@ -286,17 +160,26 @@ fn credential(c: &mut Criterion) {
         .find(|(n, _)| n == "signature-input")
         .map(|(_, v)| v.clone())
         .unwrap();
-    parts.bench_function("parse_signature_input", |b| {
-        b.iter(|| black_box(sigfields::parse_signature_input(black_box(&signature_input)).unwrap()))
+    // What verify runs (keyhop's own form takes the shortcut), then the general RFC 8941 path
+    // that any other form takes.
+    parts.bench_function("read_signature_input", |b| {
+        b.iter(|| black_box(profile::read_signature_input(black_box(&signature_input)).unwrap()))
     });
+    parts.bench_function("read_signature_input_general", |b| {
+        b.iter(|| {
+            let input = sigfields::parse_signature_input(black_box(&signature_input)).unwrap();
+            black_box(profile::read_credential(input).unwrap())
+        })
+    });
+    let input = profile::read_signature_input(&signature_input).unwrap();
     let signature = sample
         .iter()
         .find(|(n, _)| n == "signature")
         .map(|(_, v)| v.clone())
         .unwrap();
-    parts.bench_function("parse_signature", |b| {
+    parts.bench_function("read_signature", |b| {
         b.iter(|| {
-            black_box(sigfields::parse_signature(black_box(&signature), profile::LABEL).unwrap())
+            black_box(sigfields::read_signature(black_box(&signature), profile::LABEL).unwrap())
         })
     });
     let content_digest = sample

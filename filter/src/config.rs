@@ -8,7 +8,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::identity;
 use crate::keys::{RootSecret, MIN_SECRET_LEN};
@@ -82,8 +82,7 @@ pub struct SignConfig {
 }
 
 /// Whether the credential's identity must match the mTLS peer certificate's SPIFFE ID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtlsBinding {
     /// Do not look at the peer certificate.
     Off,
@@ -139,80 +138,52 @@ pub struct VerifyConfig {
     pub mtls_binding: MtlsBinding,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The fields of a sign configuration, as read.
 struct RawSign {
     identity: String,
     audience: String,
-    #[serde(default = "default_hop")]
     hop_seconds: u64,
     key: RawSignKey,
-    #[serde(default = "default_lifetime")]
     lifetime_seconds: u64,
-    #[serde(default = "default_max_body")]
     max_body_bytes: usize,
-    #[serde(default)]
     drop_headers: Vec<String>,
-    #[serde(default)]
     verify_responses: Vec<String>,
-    #[serde(default = "default_max_body")]
     max_response_body_bytes: usize,
-    #[serde(default = "default_max_age")]
     response_max_age_seconds: u64,
-    #[serde(default = "default_skew")]
     future_skew_seconds: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSignKey {
     id: String,
     secret_env: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The fields of a verify configuration, as read.
 struct RawVerify {
     audience: String,
-    #[serde(default = "default_hop")]
     hop_seconds: u64,
     keys: Vec<RawVerifyKey>,
-    #[serde(default = "default_max_age")]
     max_age_seconds: u64,
-    #[serde(default = "default_skew")]
     future_skew_seconds: u64,
-    #[serde(default = "default_max_lifetime")]
     max_lifetime_seconds: u64,
-    #[serde(default = "default_max_body")]
     max_body_bytes: usize,
-    #[serde(default = "default_verified_header")]
     verified_identity_header: String,
-    #[serde(default)]
     routes: Vec<RawRoute>,
-    #[serde(default)]
-    replay: RawReplay,
-    #[serde(default)]
+    replay_shards: u32,
+    replay_entries_per_shard: usize,
     sign_responses: bool,
-    #[serde(default = "default_lifetime")]
     response_lifetime_seconds: u64,
-    #[serde(default = "default_max_body")]
     max_response_body_bytes: usize,
-    #[serde(default = "default_mtls")]
     mtls_binding: MtlsBinding,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawVerifyKey {
     id: String,
     secret_env: String,
-    #[serde(default = "default_alg")]
     alg: String,
     trust_domains: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     methods: Option<Vec<String>>,
     path_exact: Option<String>,
@@ -220,57 +191,15 @@ struct RawRoute {
     allow: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawReplay {
-    #[serde(default = "default_shards")]
-    shards: u32,
-    #[serde(default = "default_entries")]
-    entries_per_shard: usize,
-}
-
-impl Default for RawReplay {
-    fn default() -> Self {
-        RawReplay {
-            shards: default_shards(),
-            entries_per_shard: default_entries(),
-        }
-    }
-}
-
-fn default_hop() -> u64 {
-    10
-}
-fn default_lifetime() -> u64 {
-    10
-}
-fn default_max_body() -> usize {
-    1024 * 1024
-}
-fn default_max_age() -> u64 {
-    30
-}
-fn default_skew() -> u64 {
-    5
-}
-fn default_max_lifetime() -> u64 {
-    30
-}
-fn default_verified_header() -> String {
-    "keyhop-verified-identity".to_string()
-}
-fn default_alg() -> String {
-    profile::ALG.to_string()
-}
-fn default_mtls() -> MtlsBinding {
-    MtlsBinding::Off
-}
-fn default_shards() -> u32 {
-    1024
-}
-fn default_entries() -> usize {
-    128
-}
+const DEFAULT_HOP: u64 = 10;
+const DEFAULT_LIFETIME: u64 = 10;
+const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+const DEFAULT_MAX_AGE: u64 = 30;
+const DEFAULT_SKEW: u64 = 5;
+const DEFAULT_MAX_LIFETIME: u64 = 30;
+const DEFAULT_VERIFIED_HEADER: &str = "keyhop-verified-identity";
+const DEFAULT_SHARDS: u64 = 1024;
+const DEFAULT_ENTRIES: u64 = 128;
 
 impl Config {
     /// Parses and checks a plugin configuration. `env` looks up the VM's environment
@@ -279,44 +208,263 @@ impl Config {
         json: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let value: serde_json::Value =
+        let value: Value =
             serde_json::from_slice(json).map_err(|e| error("(json)", e.to_string()))?;
-        let serde_json::Value::Object(mut fields) = value else {
-            return Err(error("(json)", "the configuration is a JSON object"));
-        };
-        let mode = fields.remove("mode");
-        let fields = serde_json::Value::Object(fields);
-        match mode.as_ref().and_then(serde_json::Value::as_str) {
-            Some("sign") => check_sign(parse_fields(fields)?, env).map(Config::Sign),
-            Some("verify") => check_verify(parse_fields(fields)?, env).map(Config::Verify),
+        let mut fields = Fields::of(String::new(), &value)?;
+        match fields.get("mode").and_then(Value::as_str) {
+            Some("sign") => check_sign(read_sign(fields)?, env).map(Config::Sign),
+            Some("verify") => check_verify(read_verify(fields)?, env).map(Config::Verify),
             _ => Err(error("mode", "must be \"sign\" or \"verify\"")),
         }
     }
 }
 
-fn parse_fields<T: serde::de::DeserializeOwned>(
-    fields: serde_json::Value,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(fields).map_err(|e| json_error(&e))
+fn read_sign(mut f: Fields<'_>) -> Result<RawSign, ConfigError> {
+    let mut key = f.object("key")?;
+    let raw = RawSign {
+        identity: f.string("identity")?,
+        audience: f.string("audience")?,
+        hop_seconds: f.integer_or("hop_seconds", DEFAULT_HOP)?,
+        key: RawSignKey {
+            id: key.string("id")?,
+            secret_env: key.string("secret_env")?,
+        },
+        lifetime_seconds: f.integer_or("lifetime_seconds", DEFAULT_LIFETIME)?,
+        max_body_bytes: f.integer_or("max_body_bytes", DEFAULT_MAX_BODY)?,
+        drop_headers: f.strings_or_none("drop_headers")?.unwrap_or_default(),
+        verify_responses: f.strings_or_none("verify_responses")?.unwrap_or_default(),
+        max_response_body_bytes: f.integer_or("max_response_body_bytes", DEFAULT_MAX_BODY)?,
+        response_max_age_seconds: f.integer_or("response_max_age_seconds", DEFAULT_MAX_AGE)?,
+        future_skew_seconds: f.integer_or("future_skew_seconds", DEFAULT_SKEW)?,
+    };
+    key.finish()?;
+    f.finish()?;
+    Ok(raw)
 }
 
-/// Names the field at fault: the path serde was at (`keys[0].alg`), or the unknown field it
-/// met there (`unknown field \`x\``), or `(json)` for a syntax error.
-fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let message = e.inner().to_string();
-    let path = e.path().to_string();
-    let unknown = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("missing field `"))
-        .and_then(|rest| rest.split('`').next());
-    let field = match (path.as_str(), unknown) {
-        (".", Some("")) => "\"\"".to_string(),
-        (".", Some(name)) => name.to_string(),
-        (".", None) => "(json)".to_string(),
-        (path, Some(name)) if message.starts_with("missing") => format!("{path}.{name}"),
-        (path, _) => path.to_string(),
+fn read_verify(mut f: Fields<'_>) -> Result<RawVerify, ConfigError> {
+    let mut keys = Vec::new();
+    for mut key in f.objects("keys")? {
+        keys.push(RawVerifyKey {
+            id: key.string("id")?,
+            secret_env: key.string("secret_env")?,
+            alg: key.string_or("alg", profile::ALG)?,
+            trust_domains: key.strings("trust_domains")?,
+        });
+        key.finish()?;
+    }
+    let mut routes = Vec::new();
+    for mut route in f.objects_or_none("routes")?.unwrap_or_default() {
+        routes.push(RawRoute {
+            methods: route.strings_or_none("methods")?,
+            path_exact: route.string_or_none("path_exact")?,
+            path_prefix: route.string_or_none("path_prefix")?,
+            allow: route.strings("allow")?,
+        });
+        route.finish()?;
+    }
+    let (replay_shards, replay_entries_per_shard) = match f.object_or_none("replay")? {
+        Some(mut replay) => {
+            let read = (
+                replay.integer_or("shards", DEFAULT_SHARDS)?,
+                replay.integer_or("entries_per_shard", DEFAULT_ENTRIES)?,
+            );
+            replay.finish()?;
+            read
+        }
+        None => (
+            u32::try_from(DEFAULT_SHARDS).unwrap_or(u32::MAX),
+            usize::try_from(DEFAULT_ENTRIES).unwrap_or(usize::MAX),
+        ),
     };
-    error(field, message)
+    let mtls_binding = match f.string_or("mtls_binding", "off")?.as_str() {
+        "off" => MtlsBinding::Off,
+        "prefer" => MtlsBinding::Prefer,
+        "require" => MtlsBinding::Require,
+        _ => return Err(error("mtls_binding", "must be off, prefer or require")),
+    };
+    let raw = RawVerify {
+        audience: f.string("audience")?,
+        hop_seconds: f.integer_or("hop_seconds", DEFAULT_HOP)?,
+        keys,
+        max_age_seconds: f.integer_or("max_age_seconds", DEFAULT_MAX_AGE)?,
+        future_skew_seconds: f.integer_or("future_skew_seconds", DEFAULT_SKEW)?,
+        max_lifetime_seconds: f.integer_or("max_lifetime_seconds", DEFAULT_MAX_LIFETIME)?,
+        max_body_bytes: f.integer_or("max_body_bytes", DEFAULT_MAX_BODY)?,
+        verified_identity_header: f
+            .string_or("verified_identity_header", DEFAULT_VERIFIED_HEADER)?,
+        routes,
+        replay_shards,
+        replay_entries_per_shard,
+        sign_responses: f.bool_or("sign_responses", false)?,
+        response_lifetime_seconds: f.integer_or("response_lifetime_seconds", DEFAULT_LIFETIME)?,
+        max_response_body_bytes: f.integer_or("max_response_body_bytes", DEFAULT_MAX_BODY)?,
+        mtls_binding,
+    };
+    f.finish()?;
+    Ok(raw)
+}
+
+/// One JSON object of the configuration, read field by field: every error names the field
+/// with its path (`keys[0].alg`), and a field nobody read is refused as unknown.
+struct Fields<'a> {
+    path: String,
+    map: &'a serde_json::Map<String, Value>,
+    read: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(path: String, value: &'a Value) -> Result<Fields<'a>, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Fields {
+                path,
+                map,
+                read: Vec::new(),
+            }),
+            _ if path.is_empty() => Err(error("(json)", "the configuration is a JSON object")),
+            _ => Err(error(path, "expected an object")),
+        }
+    }
+
+    fn name(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
+    /// The field's value; `null` counts as absent.
+    fn get(&mut self, field: &'static str) -> Option<&'a Value> {
+        self.read.push(field);
+        self.map.get(field).filter(|v| !v.is_null())
+    }
+
+    fn required(&mut self, field: &'static str) -> Result<&'a Value, ConfigError> {
+        self.get(field)
+            .ok_or_else(|| error(self.name(field), format!("missing field `{field}`")))
+    }
+
+    fn as_string(&self, field: &str, value: &Value) -> Result<String, ConfigError> {
+        value
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| error(self.name(field), "expected a string"))
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, ConfigError> {
+        let value = self.required(field)?;
+        self.as_string(field, value)
+    }
+
+    fn string_or_none(&mut self, field: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(field) {
+            Some(value) => self.as_string(field, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn string_or(&mut self, field: &'static str, default: &str) -> Result<String, ConfigError> {
+        Ok(self
+            .string_or_none(field)?
+            .unwrap_or_else(|| default.to_string()))
+    }
+
+    /// A non-negative integer that fits the target type.
+    fn integer_or<T: TryFrom<u64>>(
+        &mut self,
+        field: &'static str,
+        default: u64,
+    ) -> Result<T, ConfigError> {
+        let value = match self.get(field) {
+            Some(value) => value.as_u64(),
+            None => Some(default),
+        };
+        value
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| error(self.name(field), "expected a non-negative integer"))
+    }
+
+    fn bool_or(&mut self, field: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(field) {
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| error(self.name(field), "expected true or false")),
+            None => Ok(default),
+        }
+    }
+
+    fn list(&self, field: &str, value: &'a Value) -> Result<&'a Vec<Value>, ConfigError> {
+        value
+            .as_array()
+            .ok_or_else(|| error(self.name(field), "expected a list"))
+    }
+
+    fn as_strings(&self, field: &str, value: &'a Value) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(field, value)?.iter().enumerate() {
+            out.push(self.as_string(&format!("{field}[{i}]"), item)?);
+        }
+        Ok(out)
+    }
+
+    fn strings(&mut self, field: &'static str) -> Result<Vec<String>, ConfigError> {
+        let value = self.required(field)?;
+        self.as_strings(field, value)
+    }
+
+    fn strings_or_none(&mut self, field: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.get(field) {
+            Some(value) => self.as_strings(field, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn object(&mut self, field: &'static str) -> Result<Fields<'a>, ConfigError> {
+        let value = self.required(field)?;
+        Fields::of(self.name(field), value)
+    }
+
+    fn object_or_none(&mut self, field: &'static str) -> Result<Option<Fields<'a>>, ConfigError> {
+        match self.get(field) {
+            Some(value) => Fields::of(self.name(field), value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn as_objects(&self, field: &str, value: &'a Value) -> Result<Vec<Fields<'a>>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(field, value)?.iter().enumerate() {
+            out.push(Fields::of(self.name(&format!("{field}[{i}]")), item)?);
+        }
+        Ok(out)
+    }
+
+    fn objects(&mut self, field: &'static str) -> Result<Vec<Fields<'a>>, ConfigError> {
+        let value = self.required(field)?;
+        self.as_objects(field, value)
+    }
+
+    fn objects_or_none(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<Vec<Fields<'a>>>, ConfigError> {
+        match self.get(field) {
+            Some(value) => self.as_objects(field, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses a field that nothing read (the first by name).
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.map.keys().find(|k| !self.read.contains(&k.as_str())) {
+            Some(unknown) => Err(error(
+                self.name(if unknown.is_empty() { "\"\"" } else { unknown }),
+                format!("unknown field `{unknown}`"),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 fn check_sign(
@@ -388,10 +536,10 @@ fn check_verify(
     check_range("max_lifetime_seconds", raw.max_lifetime_seconds, 1, 300)?;
     check_body("max_body_bytes", raw.max_body_bytes)?;
     check_header_name("verified_identity_header", &raw.verified_identity_header)?;
-    check_range("replay.shards", u64::from(raw.replay.shards), 1, 65_536)?;
+    check_range("replay.shards", u64::from(raw.replay_shards), 1, 65_536)?;
     check_range(
         "replay.entries_per_shard",
-        raw.replay.entries_per_shard as u64,
+        raw.replay_entries_per_shard as u64,
         1,
         4096,
     )?;
@@ -450,8 +598,8 @@ fn check_verify(
         raw.hop_seconds,
         raw.max_age_seconds,
         raw.future_skew_seconds,
-        raw.replay.shards,
-        raw.replay.entries_per_shard,
+        raw.replay_shards,
+        raw.replay_entries_per_shard,
     );
     Ok(VerifyConfig {
         audience: raw.audience,
@@ -731,6 +879,38 @@ mod tests {
         assert_eq!(field_of(r#"{"mode":"shout"}"#), "mode");
         assert_eq!(field_of("{"), "(json)");
         assert_eq!(field_of(r#"{"mode":"verify","audience":"a"}"#), "keys");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field_with_its_path() {
+        for (extra, field) in [
+            (r#","hop_seconds":10.5"#, "hop_seconds"),
+            (r#","max_body_bytes":-1"#, "max_body_bytes"),
+            (r#","sign_responses":"yes""#, "sign_responses"),
+            (r#","replay":[]"#, "replay"),
+            (r#","replay":{"shards":70000}"#, "replay.shards"),
+            (r#","replay":{"shards":4294967296}"#, "replay.shards"),
+            (r#","routes":{}"#, "routes"),
+            (r#","routes":[7]"#, "routes[0]"),
+            (
+                r#","routes":[{"path_prefix":"/v1/","allow":["spiffe://f.example/a",3]}]"#,
+                "routes[0].allow[1]",
+            ),
+            (
+                r#","routes":[{"path_prefix":"/v1/","methods":"GET","allow":["spiffe://f.example/a"]}]"#,
+                "routes[0].methods",
+            ),
+        ] {
+            assert_eq!(field_of(&verify_json(extra)), field, "{extra}");
+        }
+        let json = r#"{"mode":"verify","audience":"a","keys":[
+            {"id":"k","secret_env":"GOOD","trust_domains":["f.example",null]}]}"#;
+        assert_eq!(field_of(json), "keys[0].trust_domains[1]");
+        // `null` is an absent optional field, as in the JSON a template may render.
+        let json = verify_json(
+            r#","routes":[{"methods":null,"path_exact":null,"path_prefix":"/v1/","allow":["spiffe://f.example/a"]}]"#,
+        );
+        assert_eq!(field_of(&json), "(accepted)");
     }
 
     #[test]

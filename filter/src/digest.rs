@@ -23,9 +23,25 @@ pub fn field_value(digest: &[u8; 32]) -> String {
     )
 }
 
+/// Whether `raw` is exactly [`field_value`] of `digest`, checked without building it.
+fn is_field_value(raw: &[u8], digest: &[u8; 32]) -> bool {
+    let mut encoded = [0u8; 44];
+    let Ok(44) = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut encoded)
+    else {
+        return false;
+    };
+    raw.strip_prefix(b"sha-256=:")
+        .and_then(|rest| rest.strip_suffix(b":"))
+        .is_some_and(|value| value == encoded)
+}
+
 /// Checks a received `Content-Digest` field against the digest of the body that arrived.
 pub fn check(raw: Option<&[u8]>, body_digest: &[u8; 32]) -> Result<(), Reason> {
     let raw = raw.ok_or(Reason::MissingDigest)?;
+    // The field as keyhop writes it, byte for byte: nothing to parse.
+    if is_field_value(raw, body_digest) {
+        return Ok(());
+    }
     let dictionary: Dictionary = Parser::new(raw)
         .parse()
         .map_err(|_| Reason::MalformedDigest)?;

@@ -53,7 +53,7 @@ struct Counters {
     mode: &'static str,
     ok: Option<u32>,
     response_verified: Option<u32>,
-    refused: HashMap<Reason, u32>,
+    refused: Vec<(Reason, u32)>,
 }
 
 impl Counters {
@@ -87,7 +87,11 @@ impl Counters {
         let id = match outcome {
             Ok(()) if decision == "response_verified" => self.response_verified,
             Ok(()) => self.ok,
-            Err(reason) => self.refused.get(&reason).copied(),
+            Err(reason) => self
+                .refused
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map(|(_, id)| *id),
         };
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
@@ -353,19 +357,10 @@ impl Stream {
         end_of_stream: bool,
     ) -> Action {
         // The verified-identity header is ours alone: whatever the caller put there goes first.
-        if hostcalls::remove_map_value(
-            MapType::HttpRequestHeaders,
-            &config.verified_identity_header,
-        )
-        .is_err()
-        {
-            return self.refuse(Some(plugin), Reason::Internal);
-        }
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        self.headers = match fetch_request_headers([config.verified_identity_header.as_str()]) {
             Ok(headers) => headers,
-            Err(_) => return self.refuse(Some(plugin), Reason::Internal),
+            Err(()) => return self.refuse(Some(plugin), Reason::Internal),
         };
-        self.headers = headers;
         let Some(now) = now() else {
             return self.refuse(Some(plugin), Reason::Internal);
         };
@@ -405,14 +400,9 @@ impl Stream {
             .copied()
             .chain(std::iter::once("content-digest"))
             .chain(config.drop_headers.iter().map(String::as_str));
-        for name in drop {
-            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
-                return self.refuse(Some(plugin), Reason::Internal);
-            }
-        }
-        self.headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        self.headers = match fetch_request_headers(drop) {
             Ok(headers) => headers,
-            Err(_) => return self.refuse(Some(plugin), Reason::Internal),
+            Err(()) => return self.refuse(Some(plugin), Reason::Internal),
         };
         self.state = State::Signing;
         if end_of_stream {
@@ -662,9 +652,13 @@ impl Stream {
         Action::Pause
     }
 
-    /// Writes the audit line and counts the decision.
+    /// Writes the audit line and counts the decision. The line is built only when the host
+    /// would log it (Istio's sidecars, for one, log at `warning` by default).
     fn decided(&self, plugin: &Plugin, decision: &'static str, outcome: Result<(), Reason>) {
         plugin.counters.count(decision, outcome);
+        if !logs(LogLevel::Info) {
+            return;
+        }
         let find = |name: &str| {
             self.headers
                 .iter()
@@ -689,6 +683,20 @@ impl Stream {
         };
         log(LogLevel::Info, &line.to_json());
     }
+}
+
+/// The request headers, less the `drop` fields, which are also removed from the request
+/// itself. Only fields that are there are removed: one host call saved per absent field,
+/// which is nearly all of them on nearly every request.
+fn fetch_request_headers<'a>(drop: impl IntoIterator<Item = &'a str>) -> Result<Vec<Header>, ()> {
+    let mut headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|_| ())?;
+    for name in drop {
+        if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(|_| ())?;
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+    }
+    Ok(headers)
 }
 
 /// The request as the core modules see it, borrowed from the host's header list.
@@ -788,6 +796,11 @@ fn now() -> Option<i64> {
     let time = hostcalls::get_current_time().ok()?;
     let seconds = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(seconds).ok()
+}
+
+/// Whether the host logs lines of `level` (and, if it cannot say, yes).
+fn logs(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |host| host as u32 <= level as u32)
 }
 
 fn log(level: LogLevel, message: &str) {

@@ -22,6 +22,7 @@
 )]
 
 pub mod audit;
+pub mod canonical;
 pub mod config;
 pub mod digest;
 pub mod identity;

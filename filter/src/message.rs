@@ -3,6 +3,8 @@
 //! Values are taken as the host hands them over: the path and query are never decoded, and
 //! only `@authority` is normalised (lowercase, default port dropped), as RFC 9421 §2.2.3 says.
 
+use std::borrow::Cow;
+
 use crate::reason::Reason;
 
 /// One header field line as the host gives it: a lowercase name and the raw value bytes.
@@ -66,18 +68,32 @@ pub fn single_header<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a
     Ok(found)
 }
 
-/// `@authority`: lowercase, and without the scheme's default port.
-pub fn normalize_authority(scheme: &str, authority: &str) -> String {
-    let lower = authority.to_ascii_lowercase();
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "https" => ":443",
-        "http" => ":80",
-        _ => return lower,
+/// `@authority`: lowercase, and without the scheme's default port. Borrowed when the
+/// authority is already in that form, as it nearly always is.
+pub fn normalize_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        Some(":443")
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(":80")
+    } else {
+        None
     };
-    match lower.strip_suffix(default_port) {
-        Some(host) if !host.is_empty() => host.to_string(),
-        _ => lower,
+    let host = match default_port.and_then(|port| strip_suffix_ignore_case(authority, port)) {
+        Some(host) if !host.is_empty() => host,
+        _ => authority,
+    };
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
     }
+}
+
+/// `value` less `suffix` (ASCII, any case), if it ends with it.
+fn strip_suffix_ignore_case<'a>(value: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = value.len().checked_sub(suffix.len())?;
+    let (head, tail) = (value.get(..at)?, value.get(at..)?);
+    tail.eq_ignore_ascii_case(suffix).then_some(head)
 }
 
 /// A covered component that keyhop knows how to compute.
@@ -98,7 +114,7 @@ pub enum Component {
     /// `@request-target`.
     RequestTarget,
     /// An HTTP field, by its lowercase name.
-    Field(String),
+    Field(Cow<'static, str>),
 }
 
 impl Component {
@@ -113,7 +129,7 @@ impl Component {
             "@query" => Component::Query,
             "@target-uri" => Component::TargetUri,
             "@request-target" => Component::RequestTarget,
-            field if is_field_name(field) => Component::Field(field.to_string()),
+            field if is_field_name(field) => Component::Field(Cow::Owned(field.to_string())),
             _ => return Err(Reason::UnsupportedComponent),
         };
         Ok(component)
@@ -135,31 +151,40 @@ impl Component {
 
     /// The component value for this request (RFC 9421 §2.1 and §2.2).
     pub fn value(&self, request: &Request<'_>) -> Result<Vec<u8>, Reason> {
-        let value = match self {
-            Component::Method => request.method.as_bytes().to_vec(),
-            Component::Authority => {
-                normalize_authority(request.scheme, request.authority).into_bytes()
+        let mut value = Vec::new();
+        self.write_value(request, &mut value)?;
+        Ok(value)
+    }
+
+    /// Appends the component value for this request to `out`; on error `out` may hold part
+    /// of it.
+    pub fn write_value(&self, request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Reason> {
+        let start = out.len();
+        match self {
+            Component::Method => out.extend_from_slice(request.method.as_bytes()),
+            Component::Authority => out.extend_from_slice(
+                normalize_authority(request.scheme, request.authority).as_bytes(),
+            ),
+            Component::Scheme => out.extend(request.scheme.bytes().map(|b| b.to_ascii_lowercase())),
+            Component::Path => out.extend_from_slice(request.path().as_bytes()),
+            Component::Query => out.extend_from_slice(request.query().as_bytes()),
+            Component::TargetUri => {
+                out.extend(request.scheme.bytes().map(|b| b.to_ascii_lowercase()));
+                out.extend_from_slice(b"://");
+                out.extend_from_slice(request.authority.as_bytes());
+                out.extend_from_slice(request.path_and_query.as_bytes());
             }
-            Component::Scheme => request.scheme.to_ascii_lowercase().into_bytes(),
-            Component::Path => request.path().as_bytes().to_vec(),
-            Component::Query => request.query().as_bytes().to_vec(),
-            Component::TargetUri => format!(
-                "{}://{}{}",
-                request.scheme.to_ascii_lowercase(),
-                request.authority,
-                request.path_and_query
-            )
-            .into_bytes(),
-            Component::RequestTarget => request.path_and_query.as_bytes().to_vec(),
+            Component::RequestTarget => out.extend_from_slice(request.path_and_query.as_bytes()),
             Component::Field(name) => match request.single_header(name)? {
-                Some(raw) => trim_ows(raw).to_vec(),
+                Some(raw) => out.extend_from_slice(trim_ows(raw)),
                 None => return Err(Reason::MissingComponent),
             },
-        };
-        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        }
+        let written = out.get(start..).unwrap_or_default();
+        if written.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return Err(Reason::InvalidHeaderValue);
         }
-        Ok(value)
+        Ok(())
     }
 }
 
@@ -193,12 +218,12 @@ pub fn signature_base(
     signature_params: &str,
     request: &Request<'_>,
 ) -> Result<Vec<u8>, Reason> {
-    let mut base = Vec::with_capacity(256);
+    let mut base = Vec::with_capacity(512 + signature_params.len());
     for component in components {
         base.push(b'"');
         base.extend_from_slice(component.name().as_bytes());
         base.extend_from_slice(b"\": ");
-        base.extend_from_slice(&component.value(request)?);
+        component.write_value(request, &mut base)?;
         base.push(b'\n');
     }
     base.extend_from_slice(b"\"@signature-params\": ");

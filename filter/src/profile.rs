@@ -2,8 +2,11 @@
 //! keyhop credential has, and the checks that hold before any key is touched.
 
 use base64::Engine as _;
-use sfv::{BareItem, InnerList, Item, Key, Parameters};
+use std::borrow::Cow;
 
+use sfv::{BareItem, Key};
+
+use crate::canonical;
 use crate::message::Component;
 use crate::reason::Reason;
 use crate::sigfields::{self, SignatureInput};
@@ -33,11 +36,21 @@ pub const MIN_NONCE_BYTES: usize = 16;
 
 const PARAMETERS: [&str; 6] = ["created", "expires", "nonce", "keyid", "alg", "tag"];
 
+/// The components a keyhop signer covers, as [`REQUIRED_COMPONENTS`] names them.
+pub static SIGNED_COMPONENTS: [Component; 6] = [
+    Component::Method,
+    Component::Authority,
+    Component::Path,
+    Component::Query,
+    Component::Field(Cow::Borrowed("content-digest")),
+    Component::Field(Cow::Borrowed(IDENTITY_HEADER)),
+];
+
 /// A credential whose shape is right; nothing about it is trusted yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Credential {
     /// Covered components, in the order signed.
-    pub components: Vec<Component>,
+    pub components: Cow<'static, [Component]>,
     /// The `@signature-params` value.
     pub signature_params: String,
     /// `created`, seconds since the epoch.
@@ -50,6 +63,66 @@ pub struct Credential {
     pub key_id: String,
     /// `alg`.
     pub alg: String,
+}
+
+/// A credential's covered components and parameters as read from `Signature-Input`, before
+/// the profile's checks on their values.
+#[derive(Debug, Clone)]
+pub struct Params<'a> {
+    /// Covered components, in the order signed.
+    pub components: Cow<'static, [Component]>,
+    /// The `@signature-params` value.
+    pub signature_params: &'a str,
+    /// `created`.
+    pub created: i64,
+    /// `expires`.
+    pub expires: i64,
+    /// `nonce`.
+    pub nonce: &'a str,
+    /// `keyid`.
+    pub key_id: &'a str,
+    /// `alg`.
+    pub alg: &'a str,
+    /// `tag`.
+    pub tag: &'a str,
+}
+
+impl Params<'_> {
+    /// The profile's checks on the values: this profile's tag, a nonce long enough.
+    pub fn credential(self) -> Result<Credential, Reason> {
+        if self.tag != TAG {
+            return Err(Reason::WrongTag);
+        }
+        // Most nonces decode on the stack; a long one (any length is allowed) on the heap.
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut nonce_bytes = [0u8; 64];
+        let length = match base64::decoded_len_estimate(self.nonce.len()) {
+            n if n <= nonce_bytes.len() => engine.decode_slice(self.nonce, &mut nonce_bytes).ok(),
+            _ => engine.decode(self.nonce).ok().map(|bytes| bytes.len()),
+        }
+        .ok_or(Reason::WeakNonce)?;
+        if length < MIN_NONCE_BYTES {
+            return Err(Reason::WeakNonce);
+        }
+        Ok(Credential {
+            components: self.components,
+            signature_params: self.signature_params.to_string(),
+            created: self.created,
+            expires: self.expires,
+            nonce: self.nonce.to_string(),
+            key_id: self.key_id.to_string(),
+            alg: self.alg.to_string(),
+        })
+    }
+}
+
+/// Reads and checks a `Signature-Input` field. One written as keyhop writes it takes the
+/// shortcut in [`canonical`]; any other goes through the general RFC 8941 parser.
+pub fn read_signature_input(raw: &[u8]) -> Result<Credential, Reason> {
+    match canonical::signature_input(raw) {
+        Some(params) => params.credential(),
+        None => read_credential(sigfields::parse_signature_input(raw)?),
+    }
 }
 
 /// Checks a parsed `Signature-Input` against the profile.
@@ -68,49 +141,41 @@ pub fn read_credential(input: SignatureInput) -> Result<Credential, Reason> {
         }
     }
 
-    let created = integer(&input.params, "created")?;
-    let expires = integer(&input.params, "expires")?;
-    let nonce = string(&input.params, "nonce")?;
-    let key_id = string(&input.params, "keyid")?;
-    let alg = string(&input.params, "alg")?;
-    if string(&input.params, "tag")? != TAG {
-        return Err(Reason::WrongTag);
+    let SignatureInput {
+        components,
+        params,
+        signature_params,
+        ..
+    } = input;
+    Params {
+        created: integer(&params, "created")?,
+        expires: integer(&params, "expires")?,
+        nonce: string(&params, "nonce")?,
+        key_id: string(&params, "keyid")?,
+        alg: string(&params, "alg")?,
+        tag: string(&params, "tag")?,
+        signature_params: &signature_params,
+        components: Cow::Owned(components),
     }
-
-    let nonce_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&nonce)
-        .map_err(|_| Reason::WeakNonce)?;
-    if nonce_bytes.len() < MIN_NONCE_BYTES {
-        return Err(Reason::WeakNonce);
-    }
-
-    Ok(Credential {
-        components: input.components,
-        signature_params: input.signature_params,
-        created,
-        expires,
-        nonce,
-        key_id,
-        alg,
-    })
+    .credential()
 }
 
-fn param<'a>(params: &'a Parameters, name: &str) -> Result<&'a BareItem, Reason> {
+fn param<'a>(params: &'a sfv::Parameters, name: &str) -> Result<&'a BareItem, Reason> {
     params.get(name).ok_or(Reason::MissingParameter)
 }
 
-fn integer(params: &Parameters, name: &str) -> Result<i64, Reason> {
+fn integer(params: &sfv::Parameters, name: &str) -> Result<i64, Reason> {
     let value = param(params, name)?
         .as_integer()
         .ok_or(Reason::BadParameter)?;
     Ok(i64::from(value))
 }
 
-fn string(params: &Parameters, name: &str) -> Result<String, Reason> {
+fn string<'a>(params: &'a sfv::Parameters, name: &str) -> Result<&'a str, Reason> {
     let value = param(params, name)?
         .as_string()
         .ok_or(Reason::BadParameter)?;
-    Ok(value.as_str().to_string())
+    Ok(value.as_str())
 }
 
 /// The parameters a signer chooses for one credential.
@@ -126,28 +191,27 @@ pub struct NewCredential<'a> {
     pub key_id: &'a str,
 }
 
-/// Writes the `@signature-params` value (and the `Signature-Input` member) of a new credential.
+/// Writes the `@signature-params` value (and the `Signature-Input` member) of a new credential,
+/// as RFC 8941 serialises it. The shape is fixed, so it is written from a template; a key id
+/// that a structured-field string would have to escape, or a time outside RFC 8941's integer
+/// range, is refused (configuration allows neither).
 pub fn signature_params(new: &NewCredential<'_>) -> Result<String, Reason> {
-    let items = REQUIRED_COMPONENTS
-        .iter()
-        .map(|name| sf_string(name).map(Item::new))
-        .collect::<Result<Vec<_>, _>>()?;
+    const MAX_INTEGER: i64 = 999_999_999_999_999;
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    };
+    if !plain(new.key_id)
+        || !(0..=MAX_INTEGER).contains(&new.created)
+        || !(0..=MAX_INTEGER).contains(&new.expires)
+    {
+        return Err(Reason::Internal);
+    }
     let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new.nonce);
-
-    let mut params = Parameters::new();
-    params.insert(
-        sf_key("created")?,
-        BareItem::Integer(sf_integer(new.created)?),
-    );
-    params.insert(
-        sf_key("expires")?,
-        BareItem::Integer(sf_integer(new.expires)?),
-    );
-    params.insert(sf_key("nonce")?, BareItem::String(sf_string(&nonce)?));
-    params.insert(sf_key("keyid")?, BareItem::String(sf_string(new.key_id)?));
-    params.insert(sf_key("alg")?, BareItem::String(sf_string(ALG)?));
-    params.insert(sf_key("tag")?, BareItem::String(sf_string(TAG)?));
-    sigfields::serialize_inner_list(&InnerList::with_params(items, params))
+    Ok(format!(
+        r#"("@method" "@authority" "@path" "@query" "content-digest" "{IDENTITY_HEADER}");created={};expires={};nonce="{nonce}";keyid="{}";alg="{ALG}";tag="{TAG}""#,
+        new.created, new.expires, new.key_id,
+    ))
 }
 
 pub(crate) fn sf_string(value: &str) -> Result<sfv::String, Reason> {
@@ -191,8 +255,75 @@ mod tests {
         assert_eq!(credential.signature_params, params());
     }
 
+    /// Reads a field both ways, the shortcut (where it applies) and the general parser, which
+    /// must agree.
     fn read(field: &str) -> Result<Credential, Reason> {
-        read_credential(parse_signature_input(field.as_bytes())?)
+        let general = parse_signature_input(field.as_bytes()).and_then(read_credential);
+        assert_eq!(read_signature_input(field.as_bytes()), general, "{field}");
+        general
+    }
+
+    /// The template writes what RFC 8941's serialiser writes for the same values.
+    #[test]
+    fn the_template_is_the_structured_field_serialisation() {
+        use sfv::{InnerList, Item, Parameters};
+        let cases: [(i64, i64, &str, &[u8]); 3] = [
+            (0, 1, "k", &[0; 16]),
+            (100, 110, "k1", &[7; 16]),
+            (
+                999_999_999_999_999,
+                999_999_999_999_999,
+                "a.b-c_D9",
+                &[255; 32],
+            ),
+        ];
+        for (created, expires, key_id, nonce) in cases {
+            let new = NewCredential {
+                created,
+                expires,
+                nonce,
+                key_id,
+            };
+            let items = REQUIRED_COMPONENTS
+                .iter()
+                .map(|name| Item::new(sf_string(name).expect("component")))
+                .collect();
+            let mut params = Parameters::new();
+            let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce);
+            for (name, value) in [
+                (
+                    "created",
+                    BareItem::Integer(sf_integer(created).expect("int")),
+                ),
+                (
+                    "expires",
+                    BareItem::Integer(sf_integer(expires).expect("int")),
+                ),
+                ("nonce", BareItem::String(sf_string(&nonce).expect("s"))),
+                ("keyid", BareItem::String(sf_string(key_id).expect("s"))),
+                ("alg", BareItem::String(sf_string(ALG).expect("s"))),
+                ("tag", BareItem::String(sf_string(TAG).expect("s"))),
+            ] {
+                params.insert(sf_key(name).expect("key"), value);
+            }
+            let reference = sigfields::serialize_inner_list(&InnerList::with_params(items, params));
+            assert_eq!(signature_params(&new), reference);
+        }
+        let names: Vec<&str> = SIGNED_COMPONENTS.iter().map(Component::name).collect();
+        assert_eq!(names, REQUIRED_COMPONENTS);
+
+        let refused = |created, key_id| {
+            signature_params(&NewCredential {
+                created,
+                expires: created + 10,
+                nonce: &[1; 16],
+                key_id,
+            })
+        };
+        assert_eq!(refused(-1, "k"), Err(Reason::Internal));
+        assert_eq!(refused(1_000_000_000_000_000, "k"), Err(Reason::Internal));
+        assert_eq!(refused(1, "k\"1"), Err(Reason::Internal));
+        assert_eq!(refused(1, "k\u{e9}"), Err(Reason::Internal));
     }
 
     #[test]

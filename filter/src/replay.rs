@@ -91,7 +91,13 @@ impl ReplayCache {
 
     /// The shared-data key of one shard of one slot.
     pub fn key(slot: u64, shard: u32) -> String {
-        format!("keyhop.replay.{slot}.{shard}")
+        // On every request: written digit by digit rather than through `format!`.
+        let mut key = String::with_capacity(40);
+        key.push_str("keyhop.replay.");
+        push_decimal(&mut key, slot);
+        key.push('.');
+        push_decimal(&mut key, u64::from(shard));
+        key
     }
 
     /// Creates every key that does not exist yet, so that request-time updates are always
@@ -167,6 +173,25 @@ impl ReplayCache {
     }
 }
 
+fn push_decimal(out: &mut String, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        if let Some(digit) = digits.get_mut(at) {
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(digit));
+    }
+}
+
 fn fingerprint(nonce: &str) -> [u8; FINGERPRINT_LEN] {
     let digest = Sha256::digest(nonce.as_bytes());
     let mut out = [0u8; FINGERPRINT_LEN];
@@ -221,6 +246,16 @@ impl SharedStore for MemoryStore {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn keys_are_written_in_decimal() {
+        assert_eq!(ReplayCache::key(0, 0), "keyhop.replay.0.0");
+        assert_eq!(ReplayCache::key(12, 1023), "keyhop.replay.12.1023");
+        assert_eq!(
+            ReplayCache::key(u64::MAX, u32::MAX),
+            format!("keyhop.replay.{}.{}", u64::MAX, u32::MAX)
+        );
+    }
 
     fn cache() -> ReplayCache {
         ReplayCache::new(10, 30, 5, 4, 8)

@@ -187,8 +187,7 @@ pub fn verify(
     if expected != received_params {
         return Err(Reason::ResponseMalformed);
     }
-    let mac =
-        sigfields::parse_signature(signature, LABEL).map_err(|_| Reason::ResponseMalformed)?;
+    let mac = sigfields::read_signature(signature, LABEL).map_err(|_| Reason::ResponseMalformed)?;
     if mac.len() != 32 {
         return Err(Reason::ResponseMalformed);
     }

@@ -128,6 +128,15 @@ pub fn parse_signature(raw: &[u8], label: &str) -> Result<Vec<u8>, Reason> {
     Ok(bytes)
 }
 
+/// The MAC in a `Signature` field: one written as keyhop writes it (a 32-byte MAC) takes the
+/// shortcut in [`crate::canonical`]; any other goes through [`parse_signature`].
+pub fn read_signature(raw: &[u8], label: &str) -> Result<Vec<u8>, Reason> {
+    match crate::canonical::signature(raw, label) {
+        Some(mac) => Ok(mac.to_vec()),
+        None => parse_signature(raw, label),
+    }
+}
+
 /// Whether `raw`, less surrounding spaces, is exactly the canonical serialisation of what it
 /// parsed to. Lenient base64 (missing or extra padding, stray trailing bits) is not.
 pub(crate) fn is_canonical(raw: &[u8], dictionary: &Dictionary) -> bool {

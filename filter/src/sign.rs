@@ -5,7 +5,7 @@ use base64::Engine as _;
 use crate::config::SignConfig;
 use crate::digest;
 use crate::keys::{self, EpochKeyCache};
-use crate::message::{self, Component, Request};
+use crate::message::{self, Request};
 use crate::profile::{self, NewCredential};
 use crate::reason::Reason;
 
@@ -65,11 +65,8 @@ pub fn sign(
         headers: &covered_headers,
         ..*request
     };
-    let components = profile::REQUIRED_COMPONENTS
-        .iter()
-        .map(|name| Component::from_name(name))
-        .collect::<Result<Vec<_>, _>>()?;
-    let base = message::signature_base(&components, &signature_params, &signed_view)?;
+    let base =
+        message::signature_base(&profile::SIGNED_COMPONENTS, &signature_params, &signed_view)?;
 
     let epoch = keys::epoch_of(now, config.hop_seconds).ok_or(Reason::Internal)?;
     let key = keys.get(

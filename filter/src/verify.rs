@@ -95,9 +95,9 @@ pub fn check_headers(
     let (Some(input), Some(signature)) = (input, signature) else {
         return Err(Reason::MissingSignature);
     };
-    let credential = profile::read_credential(sigfields::parse_signature_input(input)?)?;
+    let credential = profile::read_signature_input(input)?;
     facts.key_id = Some(credential.key_id.chars().take(64).collect());
-    let signature = sigfields::parse_signature(signature, profile::LABEL)?;
+    let signature = sigfields::read_signature(signature, profile::LABEL)?;
     if signature.len() != 32 {
         return Err(Reason::MalformedSignature);
     }
@@ -230,7 +230,10 @@ pub fn authorize(
         .replay
         .check_and_record(store, &authentic.nonce, authentic.created)?;
 
-    let identity = identity::parse(&authentic.identity)?;
+    let identity = identity::SpiffeId {
+        id: &authentic.identity,
+        trust_domain: &authentic.trust_domain,
+    };
     policy::decide(&config.routes, request.method, request.path(), &identity)?;
 
     Ok(Verified {

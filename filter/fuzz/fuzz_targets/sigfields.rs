@@ -1,8 +1,11 @@
-//! `Signature-Input` and `Signature` parsing: never panics, and what parses reads back the same
-//! from its own canonical `@signature-params` serialisation.
+//! `Signature-Input` and `Signature` parsing: never panics, what parses reads back the same
+//! from its own canonical `@signature-params` serialisation, and the shortcut for keyhop's own
+//! form (`canonical`) reads exactly what the general parser reads.
 
 #![no_main]
 
+use keyhop_filter::canonical;
+use keyhop_filter::profile;
 use keyhop_filter::sigfields::{parse_signature, parse_signature_input};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,6 +25,22 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(reason) => panic!("canonical form {again:?} does not parse: {reason:?}"),
         }
+    }
+
+    if let Some(params) = canonical::signature_input(data) {
+        let general = parse_signature_input(data).and_then(profile::read_credential);
+        assert_eq!(
+            params.credential(),
+            general,
+            "the shortcut and the general parser disagree"
+        );
+    }
+    if let Some(mac) = canonical::signature(data, "keyhop") {
+        assert_eq!(
+            parse_signature(data, "keyhop"),
+            Ok(mac.to_vec()),
+            "the signature shortcut and the general parser disagree"
+        );
     }
 
     if let Ok(bytes) = parse_signature(data, "keyhop") {

@@ -1,4 +1,5 @@
-//! The red team's tools, shared by `attacks.rs`, `legitimate.rs` and `faults.rs`:
+//! The red team's tools, shared by `attacks.rs`, `legitimate.rs`, `faults.rs` and
+//! `differential.rs`:
 //!
 //! - [`mint`]: real credentials from the filter crate's own signer;
 //! - [`catalogue`]: the attack classes, each a list of requests built from a fresh credential

@@ -1,6 +1,10 @@
 //! Firing the same attacks at the filter module under the simulator (keyhop-host-sim): the
 //! verifier's plugin configuration from `envoy/partner-ingress.yaml`, two workers sharing one
-//! replay cache, a clock frozen at the moment the attacks are minted for.
+//! replay cache, a virtual clock that starts at the moment the attacks are minted for and moves
+//! only when a test moves it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use keyhop_host_sim::abi::LogLevel;
 use keyhop_host_sim::{Exchange, Host, HostConfig, Plugin, Request as SimRequest, Verdict};
@@ -40,13 +44,35 @@ impl Sim {
         i64::try_from(self.host.now_nanos() / 1_000_000_000).unwrap_or_default()
     }
 
+    /// Moves the clock forward to `now` (Unix seconds); a time already past leaves it as is.
+    pub fn advance_to(&mut self, now: i64) {
+        let ahead = u64::try_from(now.saturating_sub(self.now())).unwrap_or_default();
+        if ahead > 0 {
+            self.host.advance(Duration::from_secs(ahead));
+        }
+    }
+
+    /// Runs `request` on `worker` and reports everything the simulator saw of it.
+    pub fn handle(&mut self, worker: usize, request: &Request) -> Exchange {
+        self.host.handle(worker, &to_sim(request))
+    }
+
+    /// Every metric the module defined, by name (`keyhop.verify.allow`, ...), with its value.
+    pub fn metrics(&self) -> BTreeMap<String, i64> {
+        self.host
+            .metrics()
+            .into_iter()
+            .map(|(name, metric)| (name, metric.value))
+            .collect()
+    }
+
     /// Fires one attack; `None` for attacks that only mean something to Envoy's HTTP layer.
     pub fn fire(&mut self, attack: &Attack) -> Option<Outcome> {
         if attack.envoy_only {
             return None;
         }
         for request in &attack.prelude {
-            let outcome = outcome_of(&self.host.handle(0, &to_sim(request)));
+            let outcome = outcome_of(&self.handle(0, request));
             assert!(
                 matches!(outcome, Outcome::Forwarded(_)),
                 "{} / {}: the legitimate request before the attack was not forwarded: {outcome:?}",
@@ -54,11 +80,7 @@ impl Sim {
                 attack.name
             );
         }
-        Some(outcome_of(
-            &self
-                .host
-                .handle(attack.sim_worker, &to_sim(&attack.request)),
-        ))
+        Some(outcome_of(&self.handle(attack.sim_worker, &attack.request)))
     }
 }
 
@@ -89,7 +111,8 @@ pub fn to_sim(request: &Request) -> SimRequest {
     }
 }
 
-fn header(pairs: &[(Vec<u8>, Vec<u8>)], name: &str) -> Vec<String> {
+/// Every value of header `name` (any case) in `pairs`, as text (lossy), in order.
+pub fn header(pairs: &[(Vec<u8>, Vec<u8>)], name: &str) -> Vec<String> {
     pairs
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))

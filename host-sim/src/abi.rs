@@ -203,8 +203,15 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 /// (u32 LE), then each pair's name and value lengths (u32 LE each), then each
 /// name and value followed by a NUL byte.
 pub fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_pairs_into(pairs, &mut out);
+    out
+}
+
+/// [`encode_pairs`], appending to `out`.
+pub fn encode_pairs_into(pairs: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
     let payload: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + payload);
+    out.reserve(4 + pairs.len() * 8 + payload);
 
     out.extend_from_slice(&len_u32(pairs.len()).to_le_bytes());
     for (name, value) in pairs {
@@ -217,7 +224,6 @@ pub fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         out.extend_from_slice(value);
         out.push(0);
     }
-    out
 }
 
 fn len_u32(len: usize) -> u32 {
@@ -298,10 +304,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Pairs {
+    /// Pairs from text, for tests.
+    pub(crate) fn pairs(list: &[(&str, &str)]) -> Pairs {
         list.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()

@@ -154,6 +154,25 @@ pub struct Exchange {
     pub notes: Vec<String>,
 }
 
+impl Exchange {
+    /// An exchange with `verdict` and nothing observed yet: no upstream request, no response,
+    /// no header changes, logs, calls or notes.
+    pub fn new(worker: usize, context_id: u32, verdict: Verdict) -> Exchange {
+        Exchange {
+            worker,
+            context_id,
+            verdict,
+            upstream: None,
+            headers_added: Vec::new(),
+            headers_removed: Vec::new(),
+            downstream: None,
+            logs: Vec::new(),
+            calls: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Lossy text for bytes a report shows.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -175,16 +194,43 @@ fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S:
 /// Entries of `after` not matched one-for-one in `before` (a multiset
 /// difference, so a duplicated header counts twice).
 pub fn pairs_minus(after: &Pairs, before: &Pairs) -> Pairs {
-    let mut unmatched: Vec<Option<&(Vec<u8>, Vec<u8>)>> = before.iter().map(Some).collect();
+    // Entries both lists start with would be matched to each other by the
+    // search below; skipping them keeps the usual case (a few headers added
+    // or removed at the end) from comparing every pair with every other.
+    let common = after.iter().zip(before).take_while(|(a, b)| a == b).count();
+    let after = after.get(common..).unwrap_or_default();
+    let before = before.get(common..).unwrap_or_default();
+
+    let mut matched = vec![false; before.len()];
     let mut out = Vec::new();
     for entry in after {
-        let slot = unmatched
-            .iter_mut()
-            .find(|candidate| candidate.is_some_and(|c| c == entry));
+        let slot = before
+            .iter()
+            .zip(matched.iter_mut())
+            .find(|(candidate, used)| !**used && *candidate == entry);
         match slot {
-            Some(slot) => *slot = None,
+            Some((_, used)) => *used = true,
             None => out.push(entry.clone()),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::tests::pairs;
+
+    #[test]
+    fn pairs_minus_is_a_multiset_difference_in_order() {
+        let before = pairs(&[("a", "1"), ("x", "1"), ("x", "1"), ("b", "2")]);
+        let after = pairs(&[("a", "1"), ("x", "1"), ("c", "3"), ("b", "2"), ("x", "2")]);
+        assert_eq!(
+            pairs_minus(&after, &before),
+            pairs(&[("c", "3"), ("x", "2")])
+        );
+        assert_eq!(pairs_minus(&before, &after), pairs(&[("x", "1")]));
+        assert_eq!(pairs_minus(&before, &before), Pairs::new());
+        assert_eq!(pairs_minus(&before, &Pairs::new()), before);
+    }
 }

@@ -29,24 +29,36 @@ pub(crate) fn check(c: &C<'_>, ptr: i32, len: usize) -> Result<(), Status> {
 
 /// Copies `len` bytes at `ptr` out of guest memory.
 pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
+    view(c, ptr, len).map(<[u8]>::to_vec)
+}
+
+/// The `len` bytes at `ptr`, borrowed from guest memory: for arguments the
+/// host only looks at, so that reading them copies nothing.
+pub(crate) fn view<'c>(c: &'c C<'_>, ptr: i32, len: i32) -> Result<&'c [u8], Status> {
     let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
     let range = range(ptr, len as u32 as usize)?;
-    memory
-        .data(&*c)
-        .get(range)
-        .map(<[u8]>::to_vec)
-        .ok_or(Status::InvalidMemoryAccess)
+    memory.data(c).get(range).ok_or(Status::InvalidMemoryAccess)
+}
+
+/// The `len` bytes at `ptr`, writable in place, and beside them the VM
+/// state: for a host call that fills guest memory from its state, or changes
+/// its state by an argument it only looks at.
+pub(crate) fn view_mut<'c>(
+    c: &'c mut C<'_>,
+    ptr: i32,
+    len: usize,
+) -> Result<(&'c mut [u8], &'c mut VmState), Status> {
+    let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let range = range(ptr, len)?;
+    let (bytes, state) = memory.data_and_store_mut(c);
+    let bytes = bytes.get_mut(range).ok_or(Status::InvalidMemoryAccess)?;
+    Ok((bytes, state))
 }
 
 /// Copies `bytes` into guest memory at `ptr`.
 pub(crate) fn write(c: &mut C<'_>, ptr: i32, bytes: &[u8]) -> Result<(), Status> {
-    let memory = c.data().memory.ok_or(Status::InvalidMemoryAccess)?;
-    let range = range(ptr, bytes.len())?;
-    memory
-        .data_mut(&mut *c)
-        .get_mut(range)
-        .ok_or(Status::InvalidMemoryAccess)?
-        .copy_from_slice(bytes);
+    let (target, _) = view_mut(c, ptr, bytes.len())?;
+    target.copy_from_slice(bytes);
     Ok(())
 }
 
@@ -76,6 +88,7 @@ pub(crate) fn give(
 
     let mut address = 0;
     if len > 0 {
+        // An `Arc` clone: cloning the `TypedFunc` itself costs far more.
         let Some(allocator) = c.data().allocator.clone() else {
             return Ok(Err(Status::InternalFailure));
         };
@@ -89,4 +102,25 @@ pub(crate) fn give(
     }
 
     Ok(write_u32(c, ptr_out, address as u32).and_then(|()| write_u32(c, len_out, len as u32)))
+}
+
+/// [`give`] for bytes the host copies out of its own state: `fill` appends
+/// them to a buffer the VM reuses, so that handing them over allocates nothing
+/// on the host. A status from `fill` is returned without calling the guest.
+pub(crate) fn give_from(
+    c: &mut C<'_>,
+    ptr_out: i32,
+    len_out: i32,
+    fill: impl FnOnce(&C<'_>, &mut Vec<u8>) -> Result<(), Status>,
+) -> wasmtime::Result<Result<(), Status>> {
+    // Taken out of the state for the call: the guest's allocator may itself
+    // call the host, which then works on a buffer of its own.
+    let mut buffer = std::mem::take(&mut c.data_mut().scratch);
+    buffer.clear();
+    let result = match fill(c, &mut buffer) {
+        Ok(()) => give(c, &buffer, ptr_out, len_out),
+        Err(status) => Ok(Err(status)),
+    };
+    c.data_mut().scratch = buffer;
+    result
 }

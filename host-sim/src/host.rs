@@ -201,15 +201,7 @@ fn unreachable_exchange() -> Exchange {
     // `start` always creates at least one worker, so this is never used; it
     // exists so that `handle` has no panicking path.
     Exchange {
-        worker: 0,
-        context_id: 0,
-        verdict: crate::exchange::Verdict::Reset,
-        upstream: None,
-        headers_added: Vec::new(),
-        headers_removed: Vec::new(),
-        downstream: None,
-        logs: Vec::new(),
-        calls: Vec::new(),
         notes: vec!["no worker".to_owned()],
+        ..Exchange::new(0, 0, crate::exchange::Verdict::Reset)
     }
 }

@@ -8,7 +8,7 @@
 use wasmtime::{Caller, Linker};
 
 use crate::abi::{
-    decode_pairs, encode_pairs, BufferType, LogLevel, MapType, MetricType, Status, StreamType,
+    decode_pairs, encode_pairs_into, BufferType, LogLevel, MapType, MetricType, Status, StreamType,
 };
 use crate::exchange::{CallRecord, LocalResponse};
 use crate::guest;
@@ -348,9 +348,12 @@ pub(crate) fn add_to_linker(
 
 fn log(c: &mut C<'_>, level: i32, ptr: i32, len: i32) -> Outcome {
     let level = LogLevel::from_guest(level).ok_or(Status::BadArgument)?;
-    let message = guest::read(c, ptr, len)?;
-    c.data()
-        .log(level, String::from_utf8_lossy(&message).into_owned());
+    let message = guest::view(c, ptr, len)?;
+    // The line is dropped anyway below the level; skip making its text.
+    if level >= c.data().config.log_level {
+        c.data()
+            .log(level, String::from_utf8_lossy(message).into_owned());
+    }
     Ok(())
 }
 
@@ -391,12 +394,14 @@ fn get_buffer_bytes(
     let end = start
         .saturating_add(max as u32 as usize)
         .min(contents.len());
-    let window = contents.get(start..end).unwrap_or_default();
-    if window.is_empty() {
+    if contents.get(start..end).is_none_or(<[u8]>::is_empty) {
         return Ok(Ok(()));
     }
-    let window = window.to_vec();
-    guest::give(c, &window, out_ptr, out_len)
+    guest::give_from(c, out_ptr, out_len, |c, out| {
+        let window = buffer_contents(c.data(), kind).and_then(|bytes| bytes.get(start..end));
+        out.extend_from_slice(window.unwrap_or_default());
+        Ok(())
+    })
 }
 
 fn set_buffer_bytes(
@@ -437,8 +442,13 @@ fn get_header_map_pairs(c: &mut C<'_>, map: i32, out_ptr: i32, out_len: i32) -> 
     };
     // A map that does not exist yet (response headers during the request)
     // reads as empty, as in Envoy.
-    let encoded = encode_pairs(c.data().map(map).map(Vec::as_slice).unwrap_or_default());
-    guest::give(c, &encoded, out_ptr, out_len)
+    guest::give_from(c, out_ptr, out_len, |c, out| {
+        encode_pairs_into(
+            c.data().map(map).map(Vec::as_slice).unwrap_or_default(),
+            out,
+        );
+        Ok(())
+    })
 }
 
 fn set_header_map_pairs(c: &mut C<'_>, map: i32, ptr: i32, len: i32) -> Outcome {
@@ -465,21 +475,27 @@ fn get_header_map_value(
     let Some(map) = MapType::from_guest(map) else {
         return Ok(Err(Status::BadArgument));
     };
-    let key = match guest::read(c, key_ptr, key_len) {
-        Ok(key) => key.to_ascii_lowercase(),
-        Err(status) => return Ok(Err(status)),
-    };
-    // With several entries of one name, Envoy returns the first only; a
-    // filter that must see duplicates has to read all pairs.
-    let value = c
-        .data()
-        .map(map)
-        .and_then(|pairs| pairs.iter().find(|(k, _)| *k == key))
-        .map(|(_, v)| v.clone());
-    match value {
-        Some(value) => guest::give(c, &value, out_ptr, out_len),
-        None => Ok(Err(Status::NotFound)),
-    }
+    guest::give_from(c, out_ptr, out_len, |c, out| {
+        let key = guest::view(c, key_ptr, key_len)?;
+        // With several entries of one name, Envoy returns the first only; a
+        // filter that must see duplicates has to read all pairs.
+        let (_, value) = c
+            .data()
+            .map(map)
+            .and_then(|pairs| pairs.iter().find(|(k, _)| is_lowercase_of(k, key)))
+            .ok_or(Status::NotFound)?;
+        out.extend_from_slice(value);
+        Ok(())
+    })
+}
+
+/// Whether `name` is `key` in lower case (Envoy looks names up in lower case).
+fn is_lowercase_of(name: &[u8], key: &[u8]) -> bool {
+    name.len() == key.len()
+        && name
+            .iter()
+            .zip(key)
+            .all(|(n, k)| *n == k.to_ascii_lowercase())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -498,23 +514,24 @@ fn edit_header(
     edit: Edit,
 ) -> Outcome {
     let map = MapType::from_guest(map).ok_or(Status::BadArgument)?;
-    // Envoy keeps header names in lower case.
-    let key = guest::read(c, key_ptr, key_len)?.to_ascii_lowercase();
     let value = match value {
         Some((ptr, len)) => guest::read(c, ptr, len)?,
         None => Vec::new(),
     };
-    let target = c.data_mut().map_mut(map).ok_or(Status::BadArgument)?;
+    let (key, state) = guest::view_mut(c, key_ptr, key_len as u32 as usize)?;
+    let target = state.map_mut(map).ok_or(Status::BadArgument)?;
+    // Envoy keeps header names in lower case.
+    let named = |k: &Vec<u8>| is_lowercase_of(k, key);
 
     match edit {
-        Edit::Add => target.push((key, value)),
+        Edit::Add => target.push((key.to_ascii_lowercase(), value)),
         // Envoy's `setCopy`: the first entry of the name takes the value in
         // place, later ones go; a missing name is appended.
-        Edit::Replace => match target.iter().position(|(k, _)| *k == key) {
+        Edit::Replace => match target.iter().position(|(k, _)| named(k)) {
             Some(first) => {
                 let mut index = 0;
                 target.retain(|(k, _)| {
-                    let keep = *k != key || index == first;
+                    let keep = !named(k) || index == first;
                     index += 1;
                     keep
                 });
@@ -522,9 +539,9 @@ fn edit_header(
                     entry.1 = value;
                 }
             }
-            None => target.push((key, value)),
+            None => target.push((key.to_ascii_lowercase(), value)),
         },
-        Edit::Remove => target.retain(|(k, _)| *k != key),
+        Edit::Remove => target.retain(|(k, _)| !named(k)),
     }
     Ok(())
 }
@@ -565,16 +582,14 @@ fn get_shared_data(
     out_len: i32,
     cas_ptr: i32,
 ) -> Traps {
-    let key = match guest::read(c, key_ptr, key_len) {
-        Ok(key) => key,
-        Err(status) => return Ok(Err(status)),
-    };
-    let state = c.data();
-    let (value, cas) = match state.shared.get_data(&state.config.vm_id, &key) {
-        Ok(found) => found,
-        Err(status) => return Ok(Err(status)),
-    };
-    if let Err(status) = guest::give(c, &value, out_ptr, out_len)? {
+    let mut cas = 0;
+    let given = guest::give_from(c, out_ptr, out_len, |c, out| {
+        let key = guest::view(c, key_ptr, key_len)?;
+        let state = c.data();
+        cas = state.shared.read_data(&state.config.vm_id, key, out)?;
+        Ok(())
+    })?;
+    if let Err(status) = given {
         return Ok(Err(status));
     }
     Ok(guest::write_u32(c, cas_ptr, cas))
@@ -588,13 +603,10 @@ fn set_shared_data(
     value_len: i32,
     cas: u32,
 ) -> Outcome {
-    let key = guest::read(c, key_ptr, key_len)?;
-    let value = guest::read(c, value_ptr, value_len)?;
+    let key = guest::view(c, key_ptr, key_len)?;
+    let value = guest::view(c, value_ptr, value_len)?;
     let state = c.data();
-    match state
-        .shared
-        .set_data(&state.config.vm_id, &key, &value, cas)
-    {
+    match state.shared.set_data(&state.config.vm_id, key, value, cas) {
         Status::Ok => Ok(()),
         status => Err(status),
     }

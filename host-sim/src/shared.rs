@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use rustc_hash::FxHashMap;
+
 use crate::abi::{MetricType, Status};
 
 /// State shared by all VM instances of one host.
@@ -42,7 +44,18 @@ impl Shared {
 
     /// `proxy_get_shared_data`: the value and its CAS token, or `NotFound`.
     pub fn get_data(&self, vm_id: &str, key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
-        lock(&self.data).get(vm_id, key)
+        let mut value = Vec::new();
+        let cas = self.read_data(vm_id, key, &mut value)?;
+        Ok((value, cas))
+    }
+
+    /// [`Shared::get_data`], appending the value to `out` and returning the
+    /// CAS token.
+    pub fn read_data(&self, vm_id: &str, key: &[u8], out: &mut Vec<u8>) -> Result<u32, Status> {
+        let data = lock(&self.data);
+        let (value, cas) = data.get(vm_id, key).ok_or(Status::NotFound)?;
+        out.extend_from_slice(value);
+        Ok(*cas)
     }
 
     /// `proxy_set_shared_data` with Envoy's CAS rule (a non-zero `cas` must match; a missing key is created).
@@ -135,45 +148,55 @@ impl Clock {
     }
 }
 
-/// One VM id's entries: key to (value, CAS token).
-type Entries = HashMap<Vec<u8>, (Vec<u8>, u32)>;
+/// One VM id's entries: key to (value, CAS token). Guests use shared data on
+/// every request (a replay cache, for one), so the map hashes with FxHash
+/// rather than SipHash; its keys come from the guest under test, not from an
+/// attacker.
+type Entries = FxHashMap<Vec<u8>, (Vec<u8>, u32)>;
 
 /// Key-value data with compare-and-swap tokens, one namespace per VM id.
 #[derive(Debug)]
 struct SharedData {
-    by_vm: HashMap<String, Entries>,
+    by_vm: FxHashMap<String, Entries>,
     next_cas: u32,
 }
 
 impl Default for SharedData {
     fn default() -> Self {
         SharedData {
-            by_vm: HashMap::new(),
+            by_vm: FxHashMap::default(),
             next_cas: 1,
         }
     }
 }
 
 impl SharedData {
-    fn get(&self, vm_id: &str, key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
-        self.by_vm
-            .get(vm_id)
-            .and_then(|entries| entries.get(key))
-            .cloned()
-            .ok_or(Status::NotFound)
+    fn get(&self, vm_id: &str, key: &[u8]) -> Option<&(Vec<u8>, u32)> {
+        self.by_vm.get(vm_id).and_then(|entries| entries.get(key))
     }
 
     /// Envoy's rule: a non-zero `cas` must match the stored entry's token; a
     /// missing key is created whatever `cas` says.
     fn set(&mut self, vm_id: &str, key: &[u8], value: &[u8], cas: u32) -> Status {
         let cas_now = self.next_cas;
-        let entries = self.by_vm.entry(vm_id.to_owned()).or_default();
-        if let Some((_, current)) = entries.get(key) {
-            if cas != 0 && cas != *current {
-                return Status::CasMismatch;
+        if !self.by_vm.contains_key(vm_id) {
+            self.by_vm.insert(vm_id.to_owned(), Entries::default());
+        }
+        let Some(entries) = self.by_vm.get_mut(vm_id) else {
+            return Status::InternalFailure; // inserted just above
+        };
+        match entries.get_mut(key) {
+            Some((_, current)) if cas != 0 && cas != *current => return Status::CasMismatch,
+            // Reuses the stored value's allocation.
+            Some((stored, current)) => {
+                stored.clear();
+                stored.extend_from_slice(value);
+                *current = cas_now;
+            }
+            None => {
+                entries.insert(key.to_vec(), (value.to_vec(), cas_now));
             }
         }
-        entries.insert(key.to_vec(), (value.to_vec(), cas_now));
 
         // Tokens are never zero: zero means "no check" to the guest.
         self.next_cas = self.next_cas.checked_add(1).unwrap_or(1);

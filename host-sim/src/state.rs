@@ -20,7 +20,9 @@ pub(crate) struct VmState {
 
     pub memory: Option<Memory>,
     /// `proxy_on_memory_allocate`, or `malloc` for modules without it.
-    pub allocator: Option<TypedFunc<i32, i32>>,
+    pub allocator: Option<Arc<TypedFunc<i32, i32>>>,
+    /// Reused for bytes the host copies out to the guest (see `guest::give_from`).
+    pub scratch: Vec<u8>,
     pub limits: StoreLimits,
     pub rng: Rng,
 
@@ -92,11 +94,18 @@ impl VmState {
     /// A header map the guest may change: only the stream's own maps.
     pub fn map_mut(&mut self, map: MapType) -> Option<&mut Pairs> {
         let stream = self.stream_mut()?;
-        if map == MapType::RequestHeaders && stream.request_headers_sent {
-            stream.late_header_change = true;
-        }
-        if map == MapType::ResponseHeaders && stream.response_headers_sent {
-            stream.late_header_change = true;
+        match map {
+            MapType::RequestHeaders if stream.request_headers_sent => {
+                stream.late_header_change = true;
+                keep_as_sent(&mut stream.request_headers_as_sent, &stream.request_headers);
+            }
+            MapType::ResponseHeaders if stream.response_headers_sent => {
+                stream.late_header_change = true;
+                if let Some(headers) = &stream.response_headers {
+                    keep_as_sent(&mut stream.response_headers_as_sent, headers);
+                }
+            }
+            _ => {}
         }
         stream.map_mut(map)
     }
@@ -131,6 +140,12 @@ pub(crate) struct Stream {
     pub request_headers_sent: bool,
     pub response_headers_sent: bool,
     pub late_header_change: bool,
+    /// The request headers as Envoy sent them on, kept only once the guest
+    /// changes them afterwards; until then they are `request_headers`. This
+    /// spares copying every header map on every request.
+    pub request_headers_as_sent: Option<Pairs>,
+    /// The same for the response headers.
+    pub response_headers_as_sent: Option<Pairs>,
 }
 
 impl Stream {
@@ -170,6 +185,37 @@ impl Stream {
 
     pub fn stopped(&self) -> bool {
         self.local_response.is_some() || self.reset
+    }
+
+    /// The request headers the upstream received, taken out of the ended
+    /// stream; empty if they were never sent.
+    pub fn take_sent_request_headers(&mut self) -> Pairs {
+        if !self.request_headers_sent {
+            return Pairs::new();
+        }
+        self.request_headers_as_sent
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut self.request_headers))
+    }
+
+    /// The response headers the client received, taken out of the ended
+    /// stream; empty if they were never sent.
+    pub fn take_sent_response_headers(&mut self) -> Pairs {
+        if !self.response_headers_sent {
+            return Pairs::new();
+        }
+        self.response_headers_as_sent
+            .take()
+            .or_else(|| self.response_headers.take())
+            .unwrap_or_default()
+    }
+}
+
+/// Keeps `headers` as they are now in `as_sent`, unless an earlier change
+/// already did: a copy is made at the first change after sending only.
+fn keep_as_sent(as_sent: &mut Option<Pairs>, headers: &Pairs) {
+    if as_sent.is_none() {
+        *as_sent = Some(headers.clone());
     }
 }
 

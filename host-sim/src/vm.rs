@@ -23,6 +23,10 @@ const MAX_CHAINED_CALLS: usize = 1000;
 
 type F<P, R> = Option<TypedFunc<P, R>>;
 
+/// Picks one callback out of [`Callbacks`]. Callbacks are borrowed rather
+/// than cloned for a call: cloning a `TypedFunc` is costly in wasmtime.
+type Pick<P, R> = fn(&Callbacks) -> Option<&TypedFunc<P, R>>;
+
 /// The guest's exported callbacks; a missing one is skipped, as Envoy skips it.
 struct Callbacks {
     context_create: F<(i32, i32), ()>,
@@ -90,6 +94,7 @@ impl Vm {
             logs,
             memory: None,
             allocator: None,
+            scratch: Vec::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(config.max_memory_bytes)
                 .build(),
@@ -134,7 +139,7 @@ impl Vm {
             return Err(LoadError::MissingExport("proxy_abi_version_0_2_1"));
         }
         store.data_mut().memory = Some(memory);
-        store.data_mut().allocator = Some(allocator);
+        store.data_mut().allocator = Some(Arc::new(allocator));
 
         let callbacks = Callbacks {
             context_create: export(&instance, &mut store, "proxy_on_context_create")?,
@@ -169,20 +174,18 @@ impl Vm {
             None => export::<(), ()>(&instance, &mut vm.store, "_start")?,
         };
         if let Some(init) = init {
-            vm.call(&init, (), 1)
+            run(&mut vm.store, &mut vm.failed, &init, (), 1)
                 .map_err(|reason| vm.start_failure("_initialize", reason))?;
         }
 
         let root: u32 = 1;
-        let create = vm.callbacks.context_create.clone();
-        vm.call_opt(create.as_ref(), (root as i32, 0), root)
+        vm.call_opt(|c| c.context_create.as_ref(), (root as i32, 0), root)
             .map_err(|reason| vm.start_failure("proxy_on_context_create", reason))?;
 
         let vm_config_len = len_i32(vm.store.data().config.vm_configuration.len());
         vm.store.data_mut().config_buffer = Some(BufferType::VmConfiguration);
-        let vm_start = vm.callbacks.vm_start.clone();
         let started = vm
-            .call_opt(vm_start.as_ref(), (root as i32, vm_config_len), root)
+            .call_opt(|c| c.vm_start.as_ref(), (root as i32, vm_config_len), root)
             .map_err(|reason| vm.start_failure("proxy_on_vm_start", reason))?;
         if started == Some(0) {
             return Err(LoadError::Rejected("proxy_on_vm_start"));
@@ -190,9 +193,12 @@ impl Vm {
 
         let plugin_config_len = len_i32(vm.store.data().config.plugin_configuration.len());
         vm.store.data_mut().config_buffer = Some(BufferType::PluginConfiguration);
-        let configure = vm.callbacks.configure.clone();
         let configured = vm
-            .call_opt(configure.as_ref(), (root as i32, plugin_config_len), root)
+            .call_opt(
+                |c| c.configure.as_ref(),
+                (root as i32, plugin_config_len),
+                root,
+            )
             .map_err(|reason| vm.start_failure("proxy_on_configure", reason))?;
         vm.store.data_mut().config_buffer = None;
         if configured == Some(0) {
@@ -208,37 +214,15 @@ impl Vm {
         LoadError::Trap { phase, reason }
     }
 
-    /// Calls a guest function on behalf of `context`, with fresh fuel.
-    /// A trap marks the VM failed.
-    fn call<P: WasmParams, R: WasmResults>(
-        &mut self,
-        func: &TypedFunc<P, R>,
-        params: P,
-        context: u32,
-    ) -> Result<R, Failure> {
-        if let Some(failure) = &self.failed {
-            return Err(format!("VM failed earlier: {failure}"));
-        }
-        let state = self.store.data_mut();
-        state.current_context = context;
-        state.effective_context = context;
-        refuel(&mut self.store);
-
-        func.call(&mut self.store, params).map_err(|e| {
-            let reason = format!("{e:#}");
-            self.failed = Some(reason.clone());
-            reason
-        })
-    }
-
+    /// Calls the callback `pick` chooses, if the guest exports it; see [`run`].
     fn call_opt<P: WasmParams, R: WasmResults>(
         &mut self,
-        func: Option<&TypedFunc<P, R>>,
+        pick: Pick<P, R>,
         params: P,
         context: u32,
     ) -> Result<Option<R>, Failure> {
-        match func {
-            Some(func) => self.call(func, params, context).map(Some),
+        match pick(&self.callbacks) {
+            Some(func) => run(&mut self.store, &mut self.failed, func, params, context).map(Some),
             None => Ok(None),
         }
     }
@@ -271,9 +255,8 @@ impl Vm {
                     } else {
                         answer
                     });
-                    let f = self.callbacks.http_call_response.clone();
                     let result = self.call_opt(
-                        f.as_ref(),
+                        |c| c.http_call_response.as_ref(),
                         (context as i32, token, headers, body, trailers),
                         context,
                     );
@@ -283,17 +266,23 @@ impl Vm {
                 PendingAnswer::Grpc(answer) if answer.status == 0 => {
                     let size = len_i32(answer.message.len());
                     self.store.data_mut().grpc_message = Some(answer.message);
-                    let f = self.callbacks.grpc_receive.clone();
-                    let result = self.call_opt(f.as_ref(), (context as i32, token, size), context);
+                    let result = self.call_opt(
+                        |c| c.grpc_receive.as_ref(),
+                        (context as i32, token, size),
+                        context,
+                    );
                     self.store.data_mut().grpc_message = None;
                     result.map(drop)
                 }
                 PendingAnswer::Grpc(answer) => {
                     self.store.data_mut().grpc_status = (answer.status, answer.message);
-                    let f = self.callbacks.grpc_close.clone();
                     let status = self.store.data().grpc_status.0 as i32;
-                    self.call_opt(f.as_ref(), (context as i32, token, status), context)
-                        .map(drop)
+                    self.call_opt(
+                        |c| c.grpc_close.as_ref(),
+                        (context as i32, token, status),
+                        context,
+                    )
+                    .map(drop)
                 }
             };
             if result.is_err() {
@@ -317,8 +306,10 @@ impl Vm {
         match self.next_tick_nanos {
             Some(due) if due <= now => {
                 let root = self.store.data().root_context_id;
-                let f = self.callbacks.tick.clone();
-                if self.call_opt(f.as_ref(), root as i32, root).is_ok() {
+                if self
+                    .call_opt(|c| c.tick.as_ref(), root as i32, root)
+                    .is_ok()
+                {
                     self.deliver_calls();
                 }
                 self.arm_tick();
@@ -330,10 +321,9 @@ impl Vm {
     }
 
     pub(crate) fn queue_ready(&mut self, root_context_id: u32, token: u32) {
-        let f = self.callbacks.queue_ready.clone();
         if self
             .call_opt(
-                f.as_ref(),
+                |c| c.queue_ready.as_ref(),
                 (root_context_id as i32, token as i32),
                 root_context_id,
             )
@@ -361,7 +351,7 @@ impl Vm {
         self.next_context_id = self.next_context_id.wrapping_add(1).max(2);
 
         let mut flow = Flow::new(worker, context, request);
-        if let Some(failure) = self.failed.clone() {
+        if let Some(failure) = &self.failed {
             return flow.failed(format!("VM failed earlier: {failure}"));
         }
 
@@ -374,20 +364,27 @@ impl Vm {
             ..Stream::default()
         });
         let root = self.store.data().root_context_id as i32;
-        let create = self.callbacks.context_create.clone();
-        if let Err(failure) = self.call_opt(create.as_ref(), (context as i32, root), context) {
+        if let Err(failure) = self.call_opt(
+            |c| c.context_create.as_ref(),
+            (context as i32, root),
+            context,
+        ) {
             return self.finish(flow.failed(failure));
         }
 
-        let exchange = match self.request_phase(&mut flow, request) {
-            Ok(()) => match self.response_phase(&mut flow, request) {
-                Ok(()) => flow.verdict(),
-                Err(failure) => flow.failed(failure),
-            },
+        let outcome = match self.request_phase(&mut flow, request) {
+            Ok(()) => self.response_phase(&mut flow, request),
+            Err(failure) => Err(failure),
+        };
+        let whole_request_sent = outcome.is_ok() && flow.whole_request_sent();
+        let exchange = match outcome {
+            Ok(()) => flow.verdict(),
             Err(failure) => flow.failed(failure),
         };
-        let exchange = self.finish(exchange);
-        self.stream_end(context);
+        let mut exchange = self.finish(exchange);
+        if let Some(stream) = self.stream_end(context) {
+            add_sent_headers(&mut exchange, stream, request, whole_request_sent);
+        }
         exchange
     }
 
@@ -402,8 +399,7 @@ impl Vm {
 
         let count = len_i32(request.headers.len());
         let end = i32::from(!has_body && !has_trailers);
-        let f = self.callbacks.request_headers.clone();
-        let action = self.callback(f.as_ref(), (ctx, count, end), context)?;
+        let action = self.callback(|c| c.request_headers.as_ref(), (ctx, count, end), context)?;
         if self.stopped() {
             return Ok(());
         }
@@ -426,8 +422,7 @@ impl Vm {
                 None => 0,
             };
             let end = i32::from(index + 1 == last && !has_trailers);
-            let f = self.callbacks.request_body.clone();
-            let action = self.callback(f.as_ref(), (ctx, size, end), context)?;
+            let action = self.callback(|c| c.request_body.as_ref(), (ctx, size, end), context)?;
             if self.stopped() {
                 return Ok(());
             }
@@ -439,8 +434,7 @@ impl Vm {
 
         if has_trailers {
             let count = len_i32(request.trailers.len());
-            let f = self.callbacks.request_trailers.clone();
-            let action = self.callback(f.as_ref(), (ctx, count), context)?;
+            let action = self.callback(|c| c.request_trailers.as_ref(), (ctx, count), context)?;
             if self.stopped() {
                 return Ok(());
             }
@@ -476,13 +470,15 @@ impl Vm {
         let context = flow.context;
         let ctx = context as i32;
         let response = &request.response;
-        let mut headers: Pairs = vec![(
+        let mut headers: Pairs = Vec::with_capacity(1 + response.headers.len());
+        headers.push((
             b":status".to_vec(),
             response.status.to_string().into_bytes(),
-        )];
+        ));
         headers.extend(response.headers.iter().cloned());
+        let count = len_i32(headers.len());
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
-            stream.response_headers = Some(headers.clone());
+            stream.response_headers = Some(headers);
         }
 
         let chunks: Vec<&Vec<u8>> = response
@@ -490,20 +486,18 @@ impl Vm {
             .iter()
             .filter(|c| !c.is_empty())
             .collect();
-        let count = len_i32(headers.len());
-        let f = self.callbacks.response_headers.clone();
         let has_trailers = !response.trailers.is_empty();
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
             stream.response_trailers = response.trailers.clone();
         }
         let end = i32::from(chunks.is_empty() && !has_trailers);
-        let action = self.callback(f.as_ref(), (ctx, count, end), context)?;
+        let action = self.callback(|c| c.response_headers.as_ref(), (ctx, count, end), context)?;
         if self.stopped() {
             return Ok(());
         }
         let mut headers_sent = action == Action::Continue || self.take_resume_response();
         if headers_sent {
-            self.mark_response_headers_sent(flow);
+            self.mark_response_headers_sent();
         }
 
         let last = chunks.len();
@@ -516,14 +510,13 @@ impl Vm {
                 None => 0,
             };
             let end = i32::from(index + 1 == last && !has_trailers);
-            let f = self.callbacks.response_body.clone();
-            let action = self.callback(f.as_ref(), (ctx, size, end), context)?;
+            let action = self.callback(|c| c.response_body.as_ref(), (ctx, size, end), context)?;
             if self.stopped() {
                 return Ok(());
             }
             if action == Action::Continue || self.take_resume_response() {
                 if !headers_sent {
-                    self.mark_response_headers_sent(flow);
+                    self.mark_response_headers_sent();
                     headers_sent = true;
                 }
                 if let Some(stream) = self.store.data_mut().stream.as_mut() {
@@ -533,14 +526,13 @@ impl Vm {
         }
         if has_trailers {
             let count = len_i32(response.trailers.len());
-            let f = self.callbacks.response_trailers.clone();
-            let action = self.callback(f.as_ref(), (ctx, count), context)?;
+            let action = self.callback(|c| c.response_trailers.as_ref(), (ctx, count), context)?;
             if self.stopped() {
                 return Ok(());
             }
             if action == Action::Continue || self.take_resume_response() {
                 if !headers_sent {
-                    self.mark_response_headers_sent(flow);
+                    self.mark_response_headers_sent();
                     headers_sent = true;
                 }
                 if let Some(stream) = self.store.data_mut().stream.as_mut() {
@@ -567,12 +559,12 @@ impl Vm {
     /// Runs one stream callback and delivers the answers to any calls it made.
     fn callback<P: WasmParams>(
         &mut self,
-        func: Option<&TypedFunc<P, i32>>,
+        pick: Pick<P, i32>,
         params: P,
         context: u32,
     ) -> Result<Action, Failure> {
         let action = self
-            .call_opt(func, params, context)?
+            .call_opt(pick, params, context)?
             .map_or(Action::Continue, Action::from_guest);
         self.deliver_calls();
         match &self.failed {
@@ -605,12 +597,13 @@ impl Vm {
             .is_some_and(|s| std::mem::take(&mut s.resume_response))
     }
 
+    /// Marks the request headers sent upstream. What was sent is read from
+    /// the stream when it ends (see [`Stream::take_sent_request_headers`]).
     fn send_request_headers(&mut self, flow: &mut Flow) {
         if flow.request_headers_sent {
             return;
         }
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
-            flow.forwarded.headers = stream.request_headers.clone();
             stream.request_headers_sent = true;
         }
         flow.request_headers_sent = true;
@@ -618,15 +611,19 @@ impl Vm {
 
     fn send_request_body(&mut self, flow: &mut Flow) {
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
-            flow.forwarded.body.append(&mut stream.request_body);
+            if flow.forwarded.body.is_empty() {
+                // The usual case, one chunk sent: move it rather than copy.
+                std::mem::swap(&mut flow.forwarded.body, &mut stream.request_body);
+            } else {
+                flow.forwarded.body.append(&mut stream.request_body);
+            }
         }
     }
 
-    fn mark_response_headers_sent(&mut self, flow: &mut Flow) {
+    /// Marks the response headers sent downstream; as for the request, what
+    /// was sent is read from the stream when it ends.
+    fn mark_response_headers_sent(&mut self) {
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
-            if let Some(headers) = &stream.response_headers {
-                flow.delivered.headers = headers.clone();
-            }
             stream.response_headers_sent = true;
         }
     }
@@ -659,23 +656,44 @@ impl Vm {
     }
 
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`, then the stream
-    /// is gone. Skipped for a failed VM.
+    /// is gone; it is returned. Skipped for a failed VM.
     ///
     /// Envoy's order: destroying the filter calls `on_done`; the access log
     /// that follows calls `on_log` and then `on_delete`.
-    fn stream_end(&mut self, context: u32) {
+    fn stream_end(&mut self, context: u32) -> Option<Stream> {
         let ctx = context as i32;
-        let done = self.callbacks.done.clone();
-        let log = self.callbacks.log.clone();
-        let delete = self.callbacks.delete.clone();
-        let _ = self.call_opt(done.as_ref(), ctx, context);
-        let _ = self.call_opt(log.as_ref(), ctx, context);
-        let _ = self.call_opt(delete.as_ref(), ctx, context);
+        let _ = self.call_opt(|c| c.done.as_ref(), ctx, context);
+        let _ = self.call_opt(|c| c.log.as_ref(), ctx, context);
+        let _ = self.call_opt(|c| c.delete.as_ref(), ctx, context);
         self.deliver_calls();
         let state = self.store.data_mut();
-        state.stream = None;
         state.effective_context = state.root_context_id;
+        state.stream.take()
     }
+}
+
+/// Calls a guest function on behalf of `context`, with fresh fuel. A trap
+/// marks the VM failed (in `failed`).
+fn run<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    failed: &mut Option<Failure>,
+    func: &TypedFunc<P, R>,
+    params: P,
+    context: u32,
+) -> Result<R, Failure> {
+    if let Some(failure) = failed {
+        return Err(format!("VM failed earlier: {failure}"));
+    }
+    let state = store.data_mut();
+    state.current_context = context;
+    state.effective_context = context;
+    refuel(store);
+
+    func.call(&mut *store, params).map_err(|e| {
+        let reason = format!("{e:#}");
+        *failed = Some(reason.clone());
+        reason
+    })
 }
 
 fn refuel(store: &mut Store<VmState>) {
@@ -696,11 +714,36 @@ fn delivered_from(reply: &LocalResponse) -> Delivered {
     }
 }
 
-/// What the host has seen of one request so far.
+/// Puts the header maps as they were sent, taken from the ended stream, into
+/// `exchange`: the upstream's request headers, the client's response headers
+/// (unless a local reply replaced them), and the request header changes when
+/// the whole request went upstream.
+fn add_sent_headers(
+    exchange: &mut Exchange,
+    mut stream: Stream,
+    request: &Request,
+    whole_request_sent: bool,
+) {
+    let sent = stream.take_sent_request_headers();
+    if whole_request_sent {
+        exchange.headers_added = pairs_minus(&sent, &request.headers);
+        exchange.headers_removed = pairs_minus(&request.headers, &sent);
+    }
+    if let Some(upstream) = exchange.upstream.as_mut() {
+        upstream.headers = sent;
+    }
+    if exchange.verdict == Verdict::Continued {
+        if let Some(downstream) = exchange.downstream.as_mut() {
+            downstream.headers = stream.take_sent_response_headers();
+        }
+    }
+}
+
+/// What the host has seen of one request so far. Header maps are not copied
+/// here while the request runs: they are read from the stream at its end.
 struct Flow {
     worker: usize,
     context: u32,
-    original: Pairs,
     request_headers_sent: bool,
     forwarded: Forwarded,
     delivered: Delivered,
@@ -712,7 +755,6 @@ impl Flow {
         Flow {
             worker,
             context,
-            original: request.headers.clone(),
             request_headers_sent: false,
             forwarded: Forwarded::default(),
             delivered: Delivered {
@@ -724,38 +766,30 @@ impl Flow {
     }
 
     fn exchange(&self, verdict: Verdict) -> Exchange {
-        Exchange {
-            worker: self.worker,
-            context_id: self.context,
-            verdict,
-            upstream: None,
-            headers_added: Vec::new(),
-            headers_removed: Vec::new(),
-            downstream: None,
-            logs: Vec::new(),
-            calls: Vec::new(),
-            notes: Vec::new(),
-        }
+        Exchange::new(self.worker, self.context, verdict)
     }
 
-    fn verdict(&self) -> Exchange {
+    /// Whether the request went upstream, unpaused (a local reply during the
+    /// request leaves nothing sent upstream).
+    fn whole_request_sent(&self) -> bool {
+        self.paused.is_none() && self.request_headers_sent
+    }
+
+    fn verdict(self) -> Exchange {
         if let Some(phase) = self.paused {
             let mut exchange = self.exchange(Verdict::Paused {
                 phase: phase.to_owned(),
             });
             if self.request_headers_sent {
-                exchange.upstream = Some(self.forwarded.clone());
+                exchange.upstream = Some(self.forwarded);
             }
             return exchange;
         }
         let mut exchange = self.exchange(Verdict::Continued);
-        // A local reply during the request leaves nothing sent upstream.
         if self.request_headers_sent {
-            exchange.headers_added = pairs_minus(&self.forwarded.headers, &self.original);
-            exchange.headers_removed = pairs_minus(&self.original, &self.forwarded.headers);
-            exchange.upstream = Some(self.forwarded.clone());
+            exchange.upstream = Some(self.forwarded);
         }
-        exchange.downstream = Some(self.delivered.clone());
+        exchange.downstream = Some(self.delivered);
         exchange
     }
 

@@ -141,11 +141,8 @@ fn clock_time_get(c: &mut C<'_>, id: i32, out: i32) -> Result<(), i32> {
 }
 
 fn random_get(c: &mut C<'_>, ptr: i32, len: i32) -> Result<(), i32> {
-    let len = len as u32 as usize;
-    fault(guest::check(c, ptr, len))?;
-    let mut bytes = vec![0; len];
-    c.data_mut().rng.fill(&mut bytes).map_err(|_| EIO)?;
-    fault(guest::write(c, ptr, &bytes))
+    let (out, state) = fault(guest::view_mut(c, ptr, len as u32 as usize))?;
+    state.rng.fill(out).map_err(|_| EIO)
 }
 
 fn environ_entries(c: &C<'_>) -> Vec<Vec<u8>> {

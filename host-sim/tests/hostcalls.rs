@@ -822,6 +822,31 @@ fn header_changes_after_headers_were_sent_are_flagged() {
 }
 
 #[test]
+fn header_changes_at_stream_end_leave_what_was_sent() {
+    let mut w = Wat::new();
+    let body = format!(
+        r#"(func (export "proxy_on_log") (param i32)
+             (drop (call $add_header (i32.const 0) {name} {name}))
+             (drop (call $remove_header (i32.const 0) {path}))
+             (drop (call $add_header (i32.const 2) {name} {name})))"#,
+        name = w.s("x-late"),
+        path = w.s(":path"),
+    );
+    let mut host = host(&w.module(&body));
+    let exchange = host.handle(0, &request("GET", "/a", &[], &[]));
+
+    assert_eq!(upstream_header(&exchange, "x-late"), None);
+    assert_eq!(upstream_header(&exchange, ":path").as_deref(), Some("/a"));
+    assert!(exchange.headers_added.is_empty());
+    assert!(exchange.headers_removed.is_empty());
+    let downstream = exchange.downstream.expect("a response");
+    assert_eq!(
+        downstream.headers,
+        vec![(b":status".to_vec(), b"200".to_vec())]
+    );
+}
+
+#[test]
 fn lifecycle_callbacks_run_in_envoy_order() {
     let mut w = Wat::new();
     let mut named = |name: &str| w.s(name);

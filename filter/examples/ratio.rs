@@ -39,6 +39,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Runs `step` BLOCK_LEN times; the time it took.
+fn repeat(mut step: impl FnMut()) -> Duration {
+    let started = Instant::now();
+    for _ in 0..BLOCK_LEN {
+        step();
+    }
+    started.elapsed()
+}
+
+/// Runs `step` on each of `inputs` (prepared untimed); the time it took.
+fn each<T>(inputs: &[T], mut step: impl FnMut(&T)) -> Duration {
+    let started = Instant::now();
+    for input in inputs {
+        step(input);
+    }
+    started.elapsed()
+}
+
 fn per_run(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1e6 / BLOCK_LEN as f64
 }
@@ -60,11 +78,9 @@ fn main() {
         (
             "hmac_signature_base",
             Box::new(|_| {
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     black_box(keys::mac(&key, black_box(&base)));
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
@@ -82,16 +98,14 @@ fn main() {
                         )
                     })
                     .collect();
-                let started = Instant::now();
-                for headers in &signed {
+                each(&signed, |headers| {
                     black_box(verify_one(
                         &verify_config,
                         &mut verify_keys,
                         headers,
                         &store,
                     ));
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
@@ -102,8 +116,7 @@ fn main() {
                     verify::check_headers(&verify_config, &sample_request, NOW + 1, &mut facts)
                         .unwrap();
                 let mut keys = EpochKeyCache::new(4);
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     black_box(
                         verify::authenticate(
                             &verify_config,
@@ -114,8 +127,7 @@ fn main() {
                         )
                         .unwrap(),
                     );
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
@@ -126,58 +138,49 @@ fn main() {
                 let nonces: Vec<String> = (0..BLOCK_LEN)
                     .map(|i| format!("nonce-{block}-{i}"))
                     .collect();
-                let started = Instant::now();
-                for nonce in &nonces {
+                each(&nonces, |nonce| {
                     verify_config
                         .replay
                         .check_and_record(&store, nonce, NOW)
                         .unwrap();
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
             "check_headers",
             Box::new(|_| {
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     let mut facts = Facts::default();
                     black_box(
                         verify::check_headers(&verify_config, &sample_request, NOW + 1, &mut facts)
                             .unwrap(),
                     );
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
             "read_signature_input_general",
             Box::new(|_| {
                 let raw = field("signature-input");
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     let input = sigfields::parse_signature_input(black_box(raw)).unwrap();
                     black_box(profile::read_credential(input).unwrap());
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
             "content_digest_check",
             Box::new(|_| {
                 let raw = field("content-digest");
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     digest::check(Some(black_box(raw)), &digest::sha256(black_box(BODY))).unwrap();
-                }
-                started.elapsed()
+                })
             }),
         ),
         (
             "signature_base",
             Box::new(|_| {
-                let started = Instant::now();
-                for _ in 0..BLOCK_LEN {
+                repeat(|| {
                     black_box(
                         message::signature_base(
                             &credential.components,
@@ -186,8 +189,7 @@ fn main() {
                         )
                         .unwrap(),
                     );
-                }
-                started.elapsed()
+                })
             }),
         ),
     ];

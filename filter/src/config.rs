@@ -219,8 +219,46 @@ impl Config {
     }
 }
 
+const SIGN_FIELDS: &[&str] = &[
+    "mode",
+    "identity",
+    "audience",
+    "hop_seconds",
+    "key",
+    "lifetime_seconds",
+    "max_body_bytes",
+    "drop_headers",
+    "verify_responses",
+    "max_response_body_bytes",
+    "response_max_age_seconds",
+    "future_skew_seconds",
+];
+const SIGN_KEY_FIELDS: &[&str] = &["id", "secret_env"];
+const VERIFY_FIELDS: &[&str] = &[
+    "mode",
+    "audience",
+    "hop_seconds",
+    "keys",
+    "max_age_seconds",
+    "future_skew_seconds",
+    "max_lifetime_seconds",
+    "max_body_bytes",
+    "verified_identity_header",
+    "routes",
+    "replay",
+    "sign_responses",
+    "response_lifetime_seconds",
+    "max_response_body_bytes",
+    "mtls_binding",
+];
+const VERIFY_KEY_FIELDS: &[&str] = &["id", "secret_env", "alg", "trust_domains"];
+const ROUTE_FIELDS: &[&str] = &["methods", "path_exact", "path_prefix", "allow"];
+const REPLAY_FIELDS: &[&str] = &["shards", "entries_per_shard"];
+
 fn read_sign(mut f: Fields<'_>) -> Result<RawSign, ConfigError> {
+    f.only(SIGN_FIELDS)?;
     let mut key = f.object("key")?;
+    key.only(SIGN_KEY_FIELDS)?;
     let raw = RawSign {
         identity: f.string("identity")?,
         audience: f.string("audience")?,
@@ -231,8 +269,8 @@ fn read_sign(mut f: Fields<'_>) -> Result<RawSign, ConfigError> {
         },
         lifetime_seconds: f.integer_or("lifetime_seconds", DEFAULT_LIFETIME)?,
         max_body_bytes: f.integer_or("max_body_bytes", DEFAULT_MAX_BODY)?,
-        drop_headers: f.strings_or_none("drop_headers")?.unwrap_or_default(),
-        verify_responses: f.strings_or_none("verify_responses")?.unwrap_or_default(),
+        drop_headers: f.strings_or_empty("drop_headers")?,
+        verify_responses: f.strings_or_empty("verify_responses")?,
         max_response_body_bytes: f.integer_or("max_response_body_bytes", DEFAULT_MAX_BODY)?,
         response_max_age_seconds: f.integer_or("response_max_age_seconds", DEFAULT_MAX_AGE)?,
         future_skew_seconds: f.integer_or("future_skew_seconds", DEFAULT_SKEW)?,
@@ -243,8 +281,10 @@ fn read_sign(mut f: Fields<'_>) -> Result<RawSign, ConfigError> {
 }
 
 fn read_verify(mut f: Fields<'_>) -> Result<RawVerify, ConfigError> {
+    f.only(VERIFY_FIELDS)?;
     let mut keys = Vec::new();
     for mut key in f.objects("keys")? {
+        key.only(VERIFY_KEY_FIELDS)?;
         keys.push(RawVerifyKey {
             id: key.string("id")?,
             secret_env: key.string("secret_env")?,
@@ -255,6 +295,7 @@ fn read_verify(mut f: Fields<'_>) -> Result<RawVerify, ConfigError> {
     }
     let mut routes = Vec::new();
     for mut route in f.objects_or_none("routes")?.unwrap_or_default() {
+        route.only(ROUTE_FIELDS)?;
         routes.push(RawRoute {
             methods: route.strings_or_none("methods")?,
             path_exact: route.string_or_none("path_exact")?,
@@ -265,6 +306,7 @@ fn read_verify(mut f: Fields<'_>) -> Result<RawVerify, ConfigError> {
     }
     let (replay_shards, replay_entries_per_shard) = match f.object_or_none("replay")? {
         Some(mut replay) => {
+            replay.only(REPLAY_FIELDS)?;
             let read = (
                 replay.integer_or("shards", DEFAULT_SHARDS)?,
                 replay.integer_or("entries_per_shard", DEFAULT_ENTRIES)?,
@@ -334,10 +376,33 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// The field's value; `null` counts as absent.
+    /// The field's value. `null` is a value, and the wrong type for every field but the
+    /// optional ones read with [`Fields::optional`]: a template that renders an unset value as
+    /// `null` gets a refusal, not a default.
     fn get(&mut self, field: &'static str) -> Option<&'a Value> {
         self.read.push(field);
-        self.map.get(field).filter(|v| !v.is_null())
+        self.map.get(field)
+    }
+
+    /// An optional field's value; `null` counts as absent.
+    fn optional(&mut self, field: &'static str) -> Option<&'a Value> {
+        self.get(field).filter(|v| !v.is_null())
+    }
+
+    /// Refuses, before anything else, a field this object does not have, so that a misspelt
+    /// field is named as such rather than as the required one it was meant to be.
+    fn only(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(self.unknown(unknown)),
+            None => Ok(()),
+        }
+    }
+
+    fn unknown(&self, field: &str) -> ConfigError {
+        error(
+            self.name(if field.is_empty() { "\"\"" } else { field }),
+            format!("unknown field `{field}`"),
+        )
     }
 
     fn required(&mut self, field: &'static str) -> Result<&'a Value, ConfigError> {
@@ -358,16 +423,17 @@ impl<'a> Fields<'a> {
     }
 
     fn string_or_none(&mut self, field: &'static str) -> Result<Option<String>, ConfigError> {
-        match self.get(field) {
+        match self.optional(field) {
             Some(value) => self.as_string(field, value).map(Some),
             None => Ok(None),
         }
     }
 
     fn string_or(&mut self, field: &'static str, default: &str) -> Result<String, ConfigError> {
-        Ok(self
-            .string_or_none(field)?
-            .unwrap_or_else(|| default.to_string()))
+        match self.get(field) {
+            Some(value) => self.as_string(field, value),
+            None => Ok(default.to_string()),
+        }
     }
 
     /// A non-negative integer that fits the target type.
@@ -414,9 +480,16 @@ impl<'a> Fields<'a> {
     }
 
     fn strings_or_none(&mut self, field: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
-        match self.get(field) {
+        match self.optional(field) {
             Some(value) => self.as_strings(field, value).map(Some),
             None => Ok(None),
+        }
+    }
+
+    fn strings_or_empty(&mut self, field: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.get(field) {
+            Some(value) => self.as_strings(field, value),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -455,13 +528,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Refuses a field that nothing read (the first by name).
+    /// Refuses a field that nothing read (the first by name): a field listed as known that
+    /// the reader forgot would otherwise pass unread.
     fn finish(self) -> Result<(), ConfigError> {
         match self.map.keys().find(|k| !self.read.contains(&k.as_str())) {
-            Some(unknown) => Err(error(
-                self.name(if unknown.is_empty() { "\"\"" } else { unknown }),
-                format!("unknown field `{unknown}`"),
-            )),
+            Some(unknown) => Err(self.unknown(unknown)),
             None => Ok(()),
         }
     }
@@ -906,11 +977,34 @@ mod tests {
         let json = r#"{"mode":"verify","audience":"a","keys":[
             {"id":"k","secret_env":"GOOD","trust_domains":["f.example",null]}]}"#;
         assert_eq!(field_of(json), "keys[0].trust_domains[1]");
-        // `null` is an absent optional field, as in the JSON a template may render.
+        // `null` is an absent optional field (the route's methods and paths), and the wrong
+        // type anywhere else: a default is never taken for a value that is there.
         let json = verify_json(
             r#","routes":[{"methods":null,"path_exact":null,"path_prefix":"/v1/","allow":["spiffe://f.example/a"]}]"#,
         );
         assert_eq!(field_of(&json), "(accepted)");
+        for field in [
+            "mtls_binding",
+            "hop_seconds",
+            "replay",
+            "routes",
+            "sign_responses",
+            "verified_identity_header",
+        ] {
+            assert_eq!(
+                field_of(&verify_json(&format!(r#","{field}":null"#))),
+                field
+            );
+        }
+        // A misspelt field is named as unknown, not as the required field it was meant to be.
+        assert_eq!(
+            field_of(r#"{"mode":"verify","audiance":"aud","keys":[]}"#),
+            "audiance"
+        );
+        assert_eq!(
+            field_of(&verify_json("").replace("trust_domains", "trust_domain")),
+            "keys[0].trust_domain"
+        );
     }
 
     #[test]

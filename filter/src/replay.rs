@@ -91,12 +91,13 @@ impl ReplayCache {
 
     /// The shared-data key of one shard of one slot.
     pub fn key(slot: u64, shard: u32) -> String {
-        // On every request: written digit by digit rather than through `format!`.
+        // On every request: the numbers written with itoa rather than through `format!`.
+        let mut digits = itoa::Buffer::new();
         let mut key = String::with_capacity(40);
         key.push_str("keyhop.replay.");
-        push_decimal(&mut key, slot);
+        key.push_str(digits.format(slot));
         key.push('.');
-        push_decimal(&mut key, u64::from(shard));
+        key.push_str(digits.format(shard));
         key
     }
 
@@ -170,25 +171,6 @@ impl ReplayCache {
             }
         }
         Err(Reason::ReplayStoreUnavailable)
-    }
-}
-
-fn push_decimal(out: &mut String, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        if let Some(digit) = digits.get_mut(at) {
-            *digit = b'0' + (rest % 10) as u8;
-        }
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for &digit in digits.get(at..).unwrap_or_default() {
-        out.push(char::from(digit));
     }
 }
 

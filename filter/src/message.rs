@@ -149,15 +149,16 @@ impl Component {
         }
     }
 
-    /// The component value for this request (RFC 9421 §2.1 and §2.2).
-    pub fn value(&self, request: &Request<'_>) -> Result<Vec<u8>, Reason> {
+    /// The component value alone, for the tests; the signature base writes values in place.
+    #[cfg(test)]
+    fn value(&self, request: &Request<'_>) -> Result<Vec<u8>, Reason> {
         let mut value = Vec::new();
         self.write_value(request, &mut value)?;
         Ok(value)
     }
 
-    /// Appends the component value for this request to `out`; on error `out` may hold part
-    /// of it.
+    /// Appends the component value for this request (RFC 9421 §2.1 and §2.2) to `out`; on
+    /// error `out` may hold part of it.
     pub fn write_value(&self, request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Reason> {
         let start = out.len();
         match self {

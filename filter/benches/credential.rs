@@ -37,7 +37,7 @@ const RATIO_BLOCK_LEN: u64 = 500;
 const BATCH: u64 = 2000;
 
 use fixtures::{
-    nonce, plain_headers, request, sign_config, signed_headers, verify_config, verify_one,
+    field, nonce, plain_headers, request, sign_config, signed_headers, verify_config, verify_one,
     yardstick, BODY, NOW,
 };
 
@@ -155,42 +155,30 @@ fn credential(c: &mut Criterion) {
             )
         })
     });
-    let signature_input = sample
-        .iter()
-        .find(|(n, _)| n == "signature-input")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let signature_input = field(&sample, "signature-input");
     // What verify runs (keyhop's own form takes the shortcut), then the general RFC 8941 path
     // that any other form takes.
     parts.bench_function("read_signature_input", |b| {
-        b.iter(|| black_box(profile::read_signature_input(black_box(&signature_input)).unwrap()))
+        b.iter(|| black_box(profile::read_signature_input(black_box(signature_input)).unwrap()))
     });
     parts.bench_function("read_signature_input_general", |b| {
         b.iter(|| {
-            let input = sigfields::parse_signature_input(black_box(&signature_input)).unwrap();
+            let input = sigfields::parse_signature_input(black_box(signature_input)).unwrap();
             black_box(profile::read_credential(input).unwrap())
         })
     });
-    let input = profile::read_signature_input(&signature_input).unwrap();
-    let signature = sample
-        .iter()
-        .find(|(n, _)| n == "signature")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let input = profile::read_signature_input(signature_input).unwrap();
+    let signature = field(&sample, "signature");
     parts.bench_function("read_signature", |b| {
         b.iter(|| {
-            black_box(sigfields::read_signature(black_box(&signature), profile::LABEL).unwrap())
+            black_box(sigfields::read_signature(black_box(signature), profile::LABEL).unwrap())
         })
     });
-    let content_digest = sample
-        .iter()
-        .find(|(n, _)| n == "content-digest")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let content_digest = field(&sample, "content-digest");
     parts.bench_function("content_digest_check", |b| {
         b.iter(|| {
             digest::check(
-                Some(black_box(&content_digest)),
+                Some(black_box(content_digest)),
                 &digest::sha256(black_box(BODY)),
             )
             .unwrap();

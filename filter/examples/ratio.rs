@@ -27,7 +27,7 @@ use keyhop_filter::sigfields;
 use keyhop_filter::verify::{self, Facts};
 
 use fixtures::{
-    request, sign_config, signed_headers, verify_config, verify_one, yardstick, BODY, NOW,
+    field, request, sign_config, signed_headers, verify_config, verify_one, yardstick, BODY, NOW,
 };
 
 /// Blocks of each step, alternating, and runs per block.
@@ -68,7 +68,7 @@ fn main() {
     let sample = signed_headers(&sign_config, &mut EpochKeyCache::new(1), 1);
     let (key, base) = yardstick(&verify_config, &sample);
     let sample_request = request(&sample);
-    let field = |name: &str| message::single_header(&sample, name).unwrap().unwrap();
+    let field = |name: &str| field(&sample, name);
     let credential = profile::read_signature_input(field("signature-input")).unwrap();
 
     // Each step times BLOCK_LEN runs; verify needs fresh credentials, signed untimed.

@@ -111,23 +111,28 @@ fn main() {
         (
             "authenticate",
             Box::new(|_| {
+                // Each run takes its own copy of the checked headers (as the filter takes the
+                // one it kept); the copies are made untimed.
                 let mut facts = Facts::default();
                 let pending =
                     verify::check_headers(&verify_config, &sample_request, NOW + 1, &mut facts)
                         .unwrap();
+                let copies: Vec<_> = (0..BLOCK_LEN).map(|_| pending.clone()).collect();
                 let mut keys = EpochKeyCache::new(4);
-                repeat(|| {
+                let started = Instant::now();
+                for pending in copies {
                     black_box(
                         verify::authenticate(
                             &verify_config,
                             &mut keys,
-                            &pending,
+                            pending,
                             &sample_request,
                             BODY,
                         )
                         .unwrap(),
                     );
-                })
+                }
+                started.elapsed()
             }),
         ),
         (

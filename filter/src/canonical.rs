@@ -12,81 +12,87 @@
 
 use base64::Engine as _;
 
-use std::borrow::Cow;
-
 use crate::profile::{self, Params};
 
 /// The `Signature-Input` member keyhop writes, up to its parameters.
-const INPUT_PREFIX: &[u8] =
-    br#"keyhop=("@method" "@authority" "@path" "@query" "content-digest" "keyhop-identity")"#;
+const INPUT_PREFIX: &str =
+    r#"keyhop=("@method" "@authority" "@path" "@query" "content-digest" "keyhop-identity")"#;
 
-/// Walks a field's bytes, one expected piece at a time.
+/// Walks a field, one expected piece at a time. The field is checked as UTF-8 once; every
+/// piece taken from it ends before an ASCII byte, so slicing never splits a character.
 struct Cursor<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
 }
 
 impl<'a> Cursor<'a> {
-    fn literal(&mut self, expected: &[u8]) -> Option<()> {
+    fn literal(&mut self, expected: &str) -> Option<()> {
         self.rest = self.rest.strip_prefix(expected)?;
         Some(())
     }
 
+    /// Splits off the first `length` bytes.
+    fn take(&mut self, length: usize) -> Option<&'a str> {
+        let (taken, rest) = self.rest.split_at_checked(length)?;
+        self.rest = rest;
+        Some(taken)
+    }
+
     /// `;name=` followed by a non-negative integer as RFC 8941 serialises it: no sign, no
     /// leading zero, at most 15 digits.
-    fn integer_param(&mut self, name: &[u8]) -> Option<i64> {
+    fn integer_param(&mut self, name: &str) -> Option<i64> {
         self.param_name(name)?;
-        let digits = self.rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let (number, rest) = self.rest.split_at_checked(digits)?;
-        if number.is_empty()
-            || number.len() > 15
-            || (number.len() > 1 && number.first() == Some(&b'0'))
-        {
+        let digits = self.rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number = self.take(digits)?;
+        if number.is_empty() || number.len() > 15 || (number.len() > 1 && number.starts_with('0')) {
             return None;
         }
-        self.rest = rest;
-        std::str::from_utf8(number).ok()?.parse().ok()
+        // At most 15 ASCII digits: no overflow.
+        Some(
+            number
+                .bytes()
+                .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0')),
+        )
     }
 
     /// `;name=` followed by a string of visible ASCII and spaces, with nothing to escape.
-    fn string_param(&mut self, name: &[u8]) -> Option<&'a str> {
+    fn string_param(&mut self, name: &str) -> Option<&'a str> {
         self.param_name(name)?;
-        self.literal(b"\"")?;
+        self.literal("\"")?;
         let length = self
             .rest
-            .iter()
-            .take_while(|&&b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+            .bytes()
+            .take_while(|&b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
             .count();
-        let (value, rest) = self.rest.split_at_checked(length)?;
-        self.rest = rest;
-        self.literal(b"\"")?;
-        std::str::from_utf8(value).ok()
+        let value = self.take(length)?;
+        self.literal("\"")?;
+        Some(value)
     }
 
-    fn param_name(&mut self, name: &[u8]) -> Option<()> {
-        self.literal(b";")?;
+    fn param_name(&mut self, name: &str) -> Option<()> {
+        self.literal(";")?;
         self.literal(name)?;
-        self.literal(b"=")
+        self.literal("=")
     }
 }
 
 /// The parameters of a `Signature-Input` field in keyhop's own form, with the
 /// `@signature-params` value (the field after `keyhop=`); `None` for any other form.
 pub fn signature_input(raw: &[u8]) -> Option<Params<'_>> {
+    let raw = std::str::from_utf8(raw).ok()?;
     let mut cursor = Cursor { rest: raw };
     cursor.literal(INPUT_PREFIX)?;
-    let created = cursor.integer_param(b"created")?;
-    let expires = cursor.integer_param(b"expires")?;
-    let nonce = cursor.string_param(b"nonce")?;
-    let key_id = cursor.string_param(b"keyid")?;
-    let alg = cursor.string_param(b"alg")?;
-    let tag = cursor.string_param(b"tag")?;
+    let created = cursor.integer_param("created")?;
+    let expires = cursor.integer_param("expires")?;
+    let nonce = cursor.string_param("nonce")?;
+    let key_id = cursor.string_param("keyid")?;
+    let alg = cursor.string_param("alg")?;
+    let tag = cursor.string_param("tag")?;
     if !cursor.rest.is_empty() {
         return None;
     }
-    let params = raw.get(profile::LABEL.len() + 1..)?;
     Some(Params {
-        components: Cow::Borrowed(&profile::SIGNED_COMPONENTS),
-        signature_params: std::str::from_utf8(params).ok()?,
+        components: &profile::SIGNED_COMPONENTS,
+        signature_params: raw.get(profile::LABEL.len() + 1..)?,
         created,
         expires,
         nonce,
@@ -99,10 +105,10 @@ pub fn signature_input(raw: &[u8]) -> Option<Params<'_>> {
 /// The 32-byte MAC of a `Signature` field written `<label>=:<44 base64 characters>:`, with
 /// canonical padding and no stray bits; `None` for any other form.
 pub fn signature(raw: &[u8], label: &str) -> Option<[u8; 32]> {
-    let mut cursor = Cursor { rest: raw };
-    cursor.literal(label.as_bytes())?;
-    cursor.literal(b"=:")?;
-    let encoded = cursor.rest.strip_suffix(b":")?;
+    let encoded = raw
+        .strip_prefix(label.as_bytes())?
+        .strip_prefix(b"=:")?
+        .strip_suffix(b":")?;
     if encoded.len() != 44 {
         return None;
     }
@@ -134,7 +140,7 @@ mod tests {
             }),
         );
         match signature_input(raw.as_bytes()) {
-            Some(fast) => general == fast.credential(),
+            Some(fast) => general == fast.check().map(|()| fast.to_credential()),
             None => true,
         }
     }

@@ -17,7 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::audit::{bounded, AuditLine};
 use crate::config::{Config, MtlsBinding, SignConfig, VerifyConfig};
 use crate::keys::EpochKeyCache;
-use crate::message::{Header, Request};
+use crate::message::{self, Header, Request};
 use crate::profile;
 use crate::reason::Reason;
 use crate::replay::{SetOutcome, SharedStore, StoreError};
@@ -197,6 +197,7 @@ impl RootContext for Root {
             reply: Reply::Pass,
             headers: Vec::new(),
             facts: Facts::default(),
+            verified: false,
         }))
     }
 
@@ -236,6 +237,8 @@ struct Stream {
     reply: Reply,
     headers: Vec<Header>,
     facts: Facts,
+    /// Verify: the request passed every check (the audit line names its identity in full).
+    verified: bool,
 }
 
 impl Context for Stream {}
@@ -423,13 +426,13 @@ impl Stream {
             }
         };
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Verifying(pending) => self.verify_body(plugin, &pending, &body),
+            State::Verifying(pending) => self.verify_body(plugin, *pending, &body),
             State::Signing => self.sign_body(plugin, &body),
             State::Headers | State::Done => Action::Continue,
         }
     }
 
-    fn verify_body(&mut self, plugin: &Plugin, pending: &Pending, body: &[u8]) -> Action {
+    fn verify_body(&mut self, plugin: &Plugin, pending: Pending, body: &[u8]) -> Action {
         let Config::Verify(config) = &plugin.config else {
             return self.refuse(Some(plugin), Reason::Internal);
         };
@@ -446,35 +449,31 @@ impl Stream {
             Ok(authentic) => authentic,
             Err(reason) => return self.refuse(Some(plugin), reason),
         };
-        // From here on the caller is authentic: whatever the answer, it is signed for them.
-        if config.sign_responses {
-            self.reply = Reply::Sign(Box::new(authentic.clone()));
-        }
 
-        let verified = match view(&self.headers) {
+        let authorized = match view(&self.headers) {
             Ok(request) => verify::authorize(config, &authentic, &request, &HostStore),
             Err(reason) => Err(reason),
         };
-        let verified = match verified {
-            Ok(verified) => verified,
-            Err(reason) => return self.refuse(Some(plugin), reason),
-        };
-
-        for name in profile::CREDENTIAL_HEADERS {
-            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
-                return self.refuse(Some(plugin), Reason::Internal);
+        let identity_set = authorized.and_then(|()| {
+            for name in profile::CREDENTIAL_HEADERS {
+                hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                    .map_err(|_| Reason::Internal)?;
             }
+            hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                &config.verified_identity_header,
+                Some(authentic.identity().as_bytes()),
+            )
+            .map_err(|_| Reason::Internal)
+        });
+        self.verified = identity_set.is_ok();
+        // The caller is authentic: whatever the answer, it is signed for them.
+        if config.sign_responses {
+            self.reply = Reply::Sign(Box::new(authentic));
         }
-        let set = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            &config.verified_identity_header,
-            Some(verified.identity.as_bytes()),
-        );
-        if set.is_err() {
-            return self.refuse(Some(plugin), Reason::Internal);
+        if let Err(reason) = identity_set {
+            return self.refuse(Some(plugin), reason);
         }
-
-        self.facts.identity = Some(verified.identity);
         self.decided(plugin, "allow", Ok(()));
         Action::Continue
     }
@@ -490,8 +489,6 @@ impl Stream {
         if getrandom::fill(&mut nonce).is_err() {
             return self.refuse(Some(plugin), Reason::RandomUnavailable);
         }
-        self.facts.identity = Some(config.identity.clone());
-        self.facts.key_id = Some(config.key_id.clone());
 
         let signed = {
             let Ok(mut keys) = plugin.keys.try_borrow_mut() else {
@@ -665,14 +662,18 @@ impl Stream {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| bounded(&String::from_utf8_lossy(v)))
         };
+        let (identity, key_id) = match &plugin.config {
+            Config::Sign(config) => (Some(config.identity.clone()), Some(config.key_id.clone())),
+            Config::Verify(_) => self.claimed(),
+        };
         let line = AuditLine {
             keyhop: "audit",
             mode: plugin.counters.mode,
             decision,
             reason: outcome.err().map_or("ok", Reason::code),
             status: outcome.err().map(Reason::status),
-            identity: self.facts.identity.clone(),
-            key_id: self.facts.key_id.clone(),
+            identity,
+            key_id,
             epoch: self.facts.epoch,
             method: find(":method").unwrap_or_default(),
             authority: find(":authority").unwrap_or_default(),
@@ -683,6 +684,37 @@ impl Stream {
         };
         log(LogLevel::Info, &line.to_json());
     }
+
+    /// For the audit line of a verify decision: the identity the request claims (in full once
+    /// verified, cut short before) and the key id its credential names, read from the headers
+    /// as the checks read them.
+    fn claimed(&self) -> (Option<String>, Option<String>) {
+        let identity = match message::single_header(&self.headers, profile::IDENTITY_HEADER) {
+            Ok(Some(raw)) => std::str::from_utf8(raw).ok().map(|claimed| {
+                if self.verified {
+                    claimed.to_owned()
+                } else {
+                    bounded(claimed)
+                }
+            }),
+            _ => None,
+        };
+        let field = |name| message::single_header(&self.headers, name);
+        let key_id = match (field("signature-input"), field("signature")) {
+            (Ok(Some(input)), Ok(Some(_))) => {
+                profile::with_params(input, |params| Ok(bounded_key_id(params.key_id))).ok()
+            }
+            _ => None,
+        };
+        (identity, key_id)
+    }
+}
+
+/// The longest key id copied into an audit line, in characters.
+const AUDIT_KEY_ID_MAX: usize = 64;
+
+fn bounded_key_id(key_id: &str) -> String {
+    key_id.chars().take(AUDIT_KEY_ID_MAX).collect()
 }
 
 /// The request headers, less the `drop` fields, which are also removed from the request
@@ -762,7 +794,7 @@ fn sign_reply(
     let response_key = ResponseKey {
         root: &key.secret,
         key_id: &key.id,
-        trust_domain: &authentic.trust_domain,
+        trust_domain: authentic.trust_domain(),
         audience: &config.audience,
         hop_seconds: config.hop_seconds,
     };

@@ -61,15 +61,34 @@ impl Route {
 /// segments, or encoded dots, slashes and backslashes. Route prefixes are compared with the
 /// raw path, so such a path could satisfy `/v1/risk/` and land elsewhere.
 fn is_ambiguous(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    path.contains("//")
-        || path.contains('\\')
-        || ["%2e", "%2f", "%5c"]
-            .iter()
-            .any(|encoded| lower.contains(encoded))
-        || path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
+    // One pass over the bytes: this runs on every request.
+    let bytes = path.as_bytes();
+    let encoded = |at: usize| {
+        let code = (
+            bytes.get(at + 1).copied(),
+            bytes.get(at + 2).map(u8::to_ascii_lowercase),
+        );
+        matches!(
+            code,
+            (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+        )
+    };
+    let dots = |from: usize, to: usize| matches!(bytes.get(from..to), Some(b"." | b".."));
+    let mut segment = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\\' => return true,
+            b'%' if encoded(at) => return true,
+            b'/' => {
+                if dots(segment, at) || (at > 0 && bytes.get(at - 1) == Some(&b'/')) {
+                    return true;
+                }
+                segment = at + 1;
+            }
+            _ => {}
+        }
+    }
+    dots(segment, bytes.len())
 }
 
 /// Decides whether `identity` may call `method` on `path`.
@@ -119,6 +138,38 @@ mod tests {
         ]
     }
 
+    /// The reading the one-pass check must agree with.
+    fn ambiguous_plainly(path: &str) -> bool {
+        let lower = path.to_ascii_lowercase();
+        path.contains("//")
+            || path.contains('\\')
+            || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+            || path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
+    }
+
+    #[test]
+    fn the_one_pass_ambiguity_check_agrees_with_the_plain_reading() {
+        let alphabet = ['/', '.', '%', '2', '5', 'e', 'E', 'f', 'c', 'C', '\\', 'a'];
+        let mut paths = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for path in &paths {
+                for c in alphabet {
+                    let mut next = path.clone();
+                    next.push(c);
+                    assert_eq!(is_ambiguous(&next), ambiguous_plainly(&next), "{next:?}");
+                    checked += 1;
+                    longer.push(next);
+                }
+            }
+            paths = longer;
+        }
+        assert!(checked > 250_000);
+    }
+
     #[test]
     fn first_matching_route_decides_and_default_is_deny() {
         let web = identity::parse("spiffe://fin.example/ns/portal/sa/web").expect("id");
@@ -151,12 +202,25 @@ mod tests {
             "/v1/risk/%2Fadmin",
             "/v1/risk/.\\x",
             "/v1/risk/./x",
+            "/v1/risk/%2E%2E/admin",
+            "/v1/risk/%5Cadmin",
+            "/v1/risk/%5cadmin",
+            "/v1/risk/%2fadmin",
         ] {
             assert_eq!(
                 decide(&r, "POST", sneaky, &web),
                 Err(Reason::NoMatchingPolicy),
                 "{sneaky}"
             );
+        }
+        for plain in [
+            "/v1/risk/%20x",
+            "/v1/risk/%25",
+            "/v1/risk/%2",
+            "/v1/risk/%",
+            "/v1/risk/a.b/..c/",
+        ] {
+            assert_eq!(decide(&r, "POST", plain, &web), Ok(()), "{plain}");
         }
     }
 }

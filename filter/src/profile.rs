@@ -70,7 +70,7 @@ pub struct Credential {
 #[derive(Debug, Clone)]
 pub struct Params<'a> {
     /// Covered components, in the order signed.
-    pub components: Cow<'static, [Component]>,
+    pub components: &'a [Component],
     /// The `@signature-params` value.
     pub signature_params: &'a str,
     /// `created`.
@@ -89,7 +89,7 @@ pub struct Params<'a> {
 
 impl Params<'_> {
     /// The profile's checks on the values: this profile's tag, a nonce long enough.
-    pub fn credential(self) -> Result<Credential, Reason> {
+    pub fn check(&self) -> Result<(), Reason> {
         if self.tag != TAG {
             return Err(Reason::WrongTag);
         }
@@ -104,29 +104,68 @@ impl Params<'_> {
         if length < MIN_NONCE_BYTES {
             return Err(Reason::WeakNonce);
         }
-        Ok(Credential {
-            components: self.components,
+        Ok(())
+    }
+
+    /// The covered components, borrowed when they are the ones every keyhop signer covers.
+    pub fn owned_components(&self) -> Cow<'static, [Component]> {
+        if self.components == SIGNED_COMPONENTS.as_slice() {
+            Cow::Borrowed(&SIGNED_COMPONENTS)
+        } else {
+            Cow::Owned(self.components.to_vec())
+        }
+    }
+
+    /// The same values, owned.
+    pub fn to_credential(&self) -> Credential {
+        Credential {
+            components: self.owned_components(),
             signature_params: self.signature_params.to_string(),
             created: self.created,
             expires: self.expires,
             nonce: self.nonce.to_string(),
             key_id: self.key_id.to_string(),
             alg: self.alg.to_string(),
-        })
+        }
     }
 }
 
-/// Reads and checks a `Signature-Input` field. One written as keyhop writes it takes the
-/// shortcut in [`canonical`]; any other goes through the general RFC 8941 parser.
-pub fn read_signature_input(raw: &[u8]) -> Result<Credential, Reason> {
+/// Reads a `Signature-Input` field and runs the profile's checks ([`Params::check`]), then
+/// hands the values to `then`. One written as keyhop writes it takes the shortcut in
+/// [`canonical`], with nothing copied; any other goes through the general RFC 8941 parser.
+pub fn with_params<T>(
+    raw: &[u8],
+    then: impl FnOnce(Params<'_>) -> Result<T, Reason>,
+) -> Result<T, Reason> {
     match canonical::signature_input(raw) {
-        Some(params) => params.credential(),
-        None => read_credential(sigfields::parse_signature_input(raw)?),
+        Some(params) => {
+            params.check()?;
+            then(params)
+        }
+        None => {
+            let input = sigfields::parse_signature_input(raw)?;
+            let params = params_of(&input)?;
+            params.check()?;
+            then(params)
+        }
     }
+}
+
+/// Reads and checks a `Signature-Input` field (see [`with_params`]).
+pub fn read_signature_input(raw: &[u8]) -> Result<Credential, Reason> {
+    with_params(raw, |params| Ok(params.to_credential()))
 }
 
 /// Checks a parsed `Signature-Input` against the profile.
 pub fn read_credential(input: SignatureInput) -> Result<Credential, Reason> {
+    let params = params_of(&input)?;
+    params.check()?;
+    Ok(params.to_credential())
+}
+
+/// The label, components and parameters a keyhop credential must have, read from a parsed
+/// `Signature-Input`.
+fn params_of(input: &SignatureInput) -> Result<Params<'_>, Reason> {
     if input.label != LABEL {
         return Err(Reason::MalformedSignature);
     }
@@ -140,24 +179,17 @@ pub fn read_credential(input: SignatureInput) -> Result<Credential, Reason> {
             return Err(Reason::BadParameter);
         }
     }
-
-    let SignatureInput {
-        components,
-        params,
-        signature_params,
-        ..
-    } = input;
-    Params {
-        created: integer(&params, "created")?,
-        expires: integer(&params, "expires")?,
-        nonce: string(&params, "nonce")?,
-        key_id: string(&params, "keyid")?,
-        alg: string(&params, "alg")?,
-        tag: string(&params, "tag")?,
-        signature_params: &signature_params,
-        components: Cow::Owned(components),
-    }
-    .credential()
+    let params = &input.params;
+    Ok(Params {
+        created: integer(params, "created")?,
+        expires: integer(params, "expires")?,
+        nonce: string(params, "nonce")?,
+        key_id: string(params, "keyid")?,
+        alg: string(params, "alg")?,
+        tag: string(params, "tag")?,
+        signature_params: &input.signature_params,
+        components: &input.components,
+    })
 }
 
 fn param<'a>(params: &'a sfv::Parameters, name: &str) -> Result<&'a BareItem, Reason> {

@@ -15,7 +15,9 @@
 //! a bounded number of retries; when the store fails, or a shard is full, the filter cannot
 //! decide and says so (503) rather than let a nonce through unrecorded.
 
-use sha2::{Digest, Sha256};
+use std::hash::Hasher as _;
+
+use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
 use crate::reason::Reason;
 
@@ -174,16 +176,21 @@ impl ReplayCache {
     }
 }
 
+/// The 128-bit SipHash-1-3 of the nonce, under a fixed key.
+///
+/// A fingerprint need not be secret or collision-resistant: a replay carries the same nonce,
+/// so it always has the same fingerprint and is always caught. A collision can only refuse a
+/// fresh credential, never let a replay through (docs/PROTOCOL.md, "Replay cache bound").
+/// SipHash costs a fraction of one SHA-256 block.
 fn fingerprint(nonce: &str) -> [u8; FINGERPRINT_LEN] {
-    let digest = Sha256::digest(nonce.as_bytes());
-    let mut out = [0u8; FINGERPRINT_LEN];
-    out.copy_from_slice(
-        digest
-            .get(..FINGERPRINT_LEN)
-            .unwrap_or(&[0u8; FINGERPRINT_LEN]),
-    );
-    out
+    let mut hasher = SipHasher13::new_with_keys(FINGERPRINT_KEY.0, FINGERPRINT_KEY.1);
+    hasher.write(nonce.as_bytes());
+    hasher.finish128().as_bytes()
 }
+
+/// SipHash key of [`fingerprint`], the same in every worker and every build: the first 16
+/// bytes of SHA-256("keyhop replay fingerprint"), as two little-endian words.
+const FINGERPRINT_KEY: (u64, u64) = (0x115c_2a05_f593_9301, 0x6737_87d8_aa61_1d97);
 
 /// Splits a shard value into its bucket and its fingerprints; `None` when malformed.
 fn split(value: &[u8]) -> Option<(u64, &[u8])> {

@@ -128,12 +128,15 @@ pub fn parse_signature(raw: &[u8], label: &str) -> Result<Vec<u8>, Reason> {
     Ok(bytes)
 }
 
-/// The MAC in a `Signature` field: one written as keyhop writes it (a 32-byte MAC) takes the
-/// shortcut in [`crate::canonical`]; any other goes through [`parse_signature`].
-pub fn read_signature(raw: &[u8], label: &str) -> Result<Vec<u8>, Reason> {
+/// The 32-byte MAC in a `Signature` field: one written as keyhop writes it takes the
+/// shortcut in [`crate::canonical`]; any other goes through [`parse_signature`]. A MAC of any
+/// other length is malformed.
+pub fn read_signature(raw: &[u8], label: &str) -> Result<[u8; 32], Reason> {
     match crate::canonical::signature(raw, label) {
-        Some(mac) => Ok(mac.to_vec()),
-        None => parse_signature(raw, label),
+        Some(mac) => Ok(mac),
+        None => parse_signature(raw, label)?
+            .try_into()
+            .map_err(|_| Reason::MalformedSignature),
     }
 }
 

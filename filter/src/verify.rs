@@ -2,43 +2,107 @@
 //! as they arrive, so a request without a usable credential is refused before its body is
 //! buffered), then the digest, the MAC, the nonce and the route policy once the body is in.
 
+use std::borrow::Cow;
+
 use crate::config::{MtlsBinding, VerifyConfig, VerifyKey};
 use crate::digest;
 use crate::identity;
 use crate::keys::{self, EpochKeyCache};
-use crate::message::{self, Request};
+use crate::message::{self, Component, Request};
 use crate::policy;
-use crate::profile::{self, Credential};
+use crate::profile;
 use crate::reason::Reason;
 use crate::replay::SharedStore;
 use crate::sigfields;
 
-/// What is known about a request so far, for the audit line: filled in as checks pass.
+/// What the header checks learn that the audit line reports and the request does not carry:
+/// filled in as checks pass. (The claimed identity and key id are in the headers; the audit
+/// line reads them there, only when it is written.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
-    /// The identity claimed in `keyhop-identity` (verified only if the decision is allow).
-    pub identity: Option<String>,
-    /// The key id the credential names.
-    pub key_id: Option<String>,
     /// The key epoch of `created`.
     pub epoch: Option<u64>,
+}
+
+/// The strings a credential carries that verify needs after the header checks, in one
+/// allocation: `@signature-params`, nonce, key id and claimed identity, one after another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Claims {
+    text: String,
+    params_end: usize,
+    nonce_end: usize,
+    key_id_end: usize,
+    /// The identity's trust domain ends here (it starts after `spiffe://`).
+    trust_domain_end: usize,
+}
+
+/// Where a SPIFFE ID's trust domain starts: after `spiffe://`.
+const TRUST_DOMAIN_AT: usize = "spiffe://".len();
+
+impl Claims {
+    fn new(params: &profile::Params<'_>, identity: &identity::SpiffeId<'_>) -> Claims {
+        let mut text = String::with_capacity(
+            params.signature_params.len()
+                + params.nonce.len()
+                + params.key_id.len()
+                + identity.id.len(),
+        );
+        text.push_str(params.signature_params);
+        let params_end = text.len();
+        text.push_str(params.nonce);
+        let nonce_end = text.len();
+        text.push_str(params.key_id);
+        let key_id_end = text.len();
+        text.push_str(identity.id);
+        Claims {
+            trust_domain_end: key_id_end + TRUST_DOMAIN_AT + identity.trust_domain.len(),
+            text,
+            params_end,
+            nonce_end,
+            key_id_end,
+        }
+    }
+
+    fn part(&self, from: usize, to: usize) -> &str {
+        self.text.get(from..to).unwrap_or_default()
+    }
+
+    fn signature_params(&self) -> &str {
+        self.part(0, self.params_end)
+    }
+
+    fn nonce(&self) -> &str {
+        self.part(self.params_end, self.nonce_end)
+    }
+
+    fn key_id(&self) -> &str {
+        self.part(self.nonce_end, self.key_id_end)
+    }
+
+    fn identity(&self) -> &str {
+        self.part(self.key_id_end, self.text.len())
+    }
+
+    fn trust_domain(&self) -> &str {
+        self.part(self.key_id_end + TRUST_DOMAIN_AT, self.trust_domain_end)
+    }
 }
 
 /// A credential that passed the header checks, waiting for the body.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    credential: Credential,
+    claims: Claims,
+    components: Cow<'static, [Component]>,
+    created: i64,
     key_index: usize,
-    identity: String,
-    trust_domain: String,
     epoch: u64,
-    signature: Vec<u8>,
+    signature: [u8; 32],
 }
 
 impl Pending {
     /// The claimed SPIFFE ID (not yet verified).
     pub fn identity(&self) -> &str {
-        &self.identity
+        self.claims.identity()
     }
 }
 
@@ -46,20 +110,40 @@ impl Pending {
 /// yet spent and the route policy not yet applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authentic {
-    /// The SPIFFE ID the MAC vouches for.
-    pub identity: String,
-    /// Its trust domain.
-    pub trust_domain: String,
+    claims: Claims,
+    created: i64,
     /// Index of the key in the configuration.
     pub key_index: usize,
-    /// The key id.
-    pub key_id: String,
     /// The key epoch.
     pub epoch: u64,
     /// The request's MAC, which a signed response is bound to.
-    pub signature: Vec<u8>,
-    nonce: String,
-    created: i64,
+    pub signature: [u8; 32],
+}
+
+impl Authentic {
+    /// The SPIFFE ID the MAC vouches for.
+    pub fn identity(&self) -> &str {
+        self.claims.identity()
+    }
+
+    /// Its trust domain.
+    pub fn trust_domain(&self) -> &str {
+        self.claims.trust_domain()
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> &str {
+        self.claims.key_id()
+    }
+
+    /// What is left once the nonce is spent and the policy allows.
+    pub fn into_verified(self) -> Verified {
+        Verified {
+            identity: self.identity().to_owned(),
+            key_id: self.key_id().to_owned(),
+            epoch: self.epoch,
+        }
+    }
 }
 
 /// A request whose credential holds and whose caller the policy allows.
@@ -73,9 +157,6 @@ pub struct Verified {
     pub epoch: u64,
 }
 
-/// The longest claimed identity copied into an audit line.
-const AUDIT_IDENTITY_MAX: usize = 256;
-
 /// The header checks: shape, key, algorithm, time window, nonce length and identity.
 pub fn check_headers(
     config: &VerifyConfig,
@@ -84,47 +165,39 @@ pub fn check_headers(
     facts: &mut Facts,
 ) -> Result<Pending, Reason> {
     let claimed = request.single_header(profile::IDENTITY_HEADER);
-    if let Ok(Some(raw)) = claimed {
-        facts.identity = std::str::from_utf8(raw)
-            .ok()
-            .map(|s| s.chars().take(AUDIT_IDENTITY_MAX).collect());
-    }
-
     let input = request.single_header("signature-input")?;
     let signature = request.single_header("signature")?;
     let (Some(input), Some(signature)) = (input, signature) else {
         return Err(Reason::MissingSignature);
     };
-    let credential = profile::read_signature_input(input)?;
-    facts.key_id = Some(credential.key_id.chars().take(64).collect());
-    let signature = sigfields::read_signature(signature, profile::LABEL)?;
-    if signature.len() != 32 {
-        return Err(Reason::MalformedSignature);
-    }
+    profile::with_params(input, |params| {
+        let signature = sigfields::read_signature(signature, profile::LABEL)?;
 
-    let (key_index, key) = find_key(config, &credential.key_id)?;
-    if credential.alg != key.alg {
-        return Err(Reason::AlgorithmMismatch);
-    }
+        let (key_index, key) = find_key(config, params.key_id)?;
+        if params.alg != key.alg {
+            return Err(Reason::AlgorithmMismatch);
+        }
 
-    check_time(config, &credential, now)?;
-    let epoch = keys::epoch_of(credential.created, config.hop_seconds).ok_or(Reason::Expired)?;
-    facts.epoch = Some(epoch);
+        check_time(config, params.created, params.expires, now)?;
+        let epoch = keys::epoch_of(params.created, config.hop_seconds).ok_or(Reason::Expired)?;
+        facts.epoch = Some(epoch);
 
-    let raw_identity = claimed?.ok_or(Reason::MissingIdentity)?;
-    let identity_str = std::str::from_utf8(raw_identity).map_err(|_| Reason::InvalidIdentity)?;
-    let identity = identity::parse(identity_str)?;
-    if !key.trust_domains.iter().any(|d| d == identity.trust_domain) {
-        return Err(Reason::IdentityNotVouched);
-    }
+        let raw_identity = claimed?.ok_or(Reason::MissingIdentity)?;
+        let identity_str =
+            std::str::from_utf8(raw_identity).map_err(|_| Reason::InvalidIdentity)?;
+        let identity = identity::parse(identity_str)?;
+        if !key.trust_domains.iter().any(|d| d == identity.trust_domain) {
+            return Err(Reason::IdentityNotVouched);
+        }
 
-    Ok(Pending {
-        key_index,
-        identity: identity.id.to_string(),
-        trust_domain: identity.trust_domain.to_string(),
-        epoch,
-        signature,
-        credential,
+        Ok(Pending {
+            claims: Claims::new(&params, &identity),
+            components: params.owned_components(),
+            created: params.created,
+            key_index,
+            epoch,
+            signature,
+        })
     })
 }
 
@@ -139,9 +212,7 @@ fn find_key<'a>(config: &'a VerifyConfig, key_id: &str) -> Result<(usize, &'a Ve
 
 /// `created` within the asymmetric window, `expires` after `created`, not too far after it,
 /// and not passed.
-fn check_time(config: &VerifyConfig, credential: &Credential, now: i64) -> Result<(), Reason> {
-    let created = credential.created;
-    let expires = credential.expires;
+fn check_time(config: &VerifyConfig, created: i64, expires: i64, now: i64) -> Result<(), Reason> {
     let skew = i64::try_from(config.future_skew_seconds).map_err(|_| Reason::Internal)?;
     let max_age = i64::try_from(config.max_age_seconds).map_err(|_| Reason::Internal)?;
     let max_lifetime = i64::try_from(config.max_lifetime_seconds).map_err(|_| Reason::Internal)?;
@@ -170,7 +241,7 @@ pub fn check_peer(
     match (config.mtls_binding, peer) {
         (MtlsBinding::Off, _) | (MtlsBinding::Prefer, None) => Ok(()),
         (MtlsBinding::Require, None) => Err(Reason::PeerIdentityMissing),
-        (_, Some(peer)) if peer == pending.identity => Ok(()),
+        (_, Some(peer)) if peer == pending.identity() => Ok(()),
         (_, Some(_)) => Err(Reason::PeerIdentityMismatch),
     }
 }
@@ -179,7 +250,7 @@ pub fn check_peer(
 pub fn authenticate(
     config: &VerifyConfig,
     keys: &mut EpochKeyCache,
-    pending: &Pending,
+    pending: Pending,
     request: &Request<'_>,
     body: &[u8],
 ) -> Result<Authentic, Reason> {
@@ -188,10 +259,9 @@ pub fn authenticate(
         &digest::sha256(body),
     )?;
 
-    let credential = &pending.credential;
     let base = message::signature_base(
-        &credential.components,
-        &credential.signature_params,
+        &pending.components,
+        pending.claims.signature_params(),
         request,
     )?;
     let key = config.keys.get(pending.key_index).ok_or(Reason::Internal)?;
@@ -199,22 +269,27 @@ pub fn authenticate(
         &key.secret,
         &key.id,
         pending.epoch,
-        &pending.trust_domain,
+        pending.claims.trust_domain(),
         &config.audience,
     )?;
     if !keys::verify_mac(prepared, &base, &pending.signature) {
         return Err(Reason::BadSignature);
     }
 
+    let Pending {
+        claims,
+        created,
+        key_index,
+        epoch,
+        signature,
+        ..
+    } = pending;
     Ok(Authentic {
-        identity: pending.identity.clone(),
-        trust_domain: pending.trust_domain.clone(),
-        key_index: pending.key_index,
-        key_id: key.id.clone(),
-        epoch: pending.epoch,
-        signature: pending.signature.clone(),
-        nonce: credential.nonce.clone(),
-        created: credential.created,
+        claims,
+        created,
+        key_index,
+        epoch,
+        signature,
     })
 }
 
@@ -225,33 +300,28 @@ pub fn authorize(
     authentic: &Authentic,
     request: &Request<'_>,
     store: &dyn SharedStore,
-) -> Result<Verified, Reason> {
+) -> Result<(), Reason> {
     config
         .replay
-        .check_and_record(store, &authentic.nonce, authentic.created)?;
+        .check_and_record(store, authentic.claims.nonce(), authentic.created)?;
 
     let identity = identity::SpiffeId {
-        id: &authentic.identity,
-        trust_domain: &authentic.trust_domain,
+        id: authentic.identity(),
+        trust_domain: authentic.trust_domain(),
     };
-    policy::decide(&config.routes, request.method, request.path(), &identity)?;
-
-    Ok(Verified {
-        identity: authentic.identity.clone(),
-        key_id: authentic.key_id.clone(),
-        epoch: authentic.epoch,
-    })
+    policy::decide(&config.routes, request.method, request.path(), &identity)
 }
 
 /// [`authenticate`] then [`authorize`].
 pub fn finish(
     config: &VerifyConfig,
     keys: &mut EpochKeyCache,
-    pending: &Pending,
+    pending: Pending,
     request: &Request<'_>,
     body: &[u8],
     store: &dyn SharedStore,
 ) -> Result<Verified, Reason> {
     let authentic = authenticate(config, keys, pending, request, body)?;
-    authorize(config, &authentic, request, store)
+    authorize(config, &authentic, request, store)?;
+    Ok(authentic.into_verified())
 }

@@ -145,7 +145,7 @@ fn verify_at(
     let mut facts = Facts::default();
     let pending = verify::check_headers(config, &request, now, &mut facts)?;
     let mut keys = EpochKeyCache::new(4);
-    verify::finish(config, &mut keys, &pending, &request, &wire.body, store)
+    verify::finish(config, &mut keys, pending, &request, &wire.body, store)
 }
 
 fn verdict(wire: &Wire) -> Result<Verified, Reason> {

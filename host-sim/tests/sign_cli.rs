@@ -88,7 +88,7 @@ fn signed_headers_verify_with_the_filter_code() {
     let verified = verify::finish(
         &config,
         &mut EpochKeyCache::new(1),
-        &pending,
+        pending,
         &request,
         br#"{"amount":100}"#,
         &store,
@@ -108,7 +108,7 @@ fn signed_headers_verify_with_the_filter_code() {
         verify::finish(
             &config,
             &mut EpochKeyCache::new(1),
-            &pending,
+            pending,
             &other_path,
             br#"{"amount":100}"#,
             &store

@@ -163,7 +163,7 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
     let Ok(verified) = verify::finish(
         &fixture.verify,
         &mut keys,
-        &pending,
+        pending.clone(),
         &request,
         &body,
         &store,
@@ -185,14 +185,7 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
     assert_eq!(identities.len(), 1);
 
     // And only once.
-    let again = verify::finish(
-        &fixture.verify,
-        &mut keys,
-        &pending,
-        &request,
-        &body,
-        &store,
-    );
+    let again = verify::finish(&fixture.verify, &mut keys, pending, &request, &body, &store);
     assert!(again.is_err(), "accepted twice");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! around it (environment, properties, answers to outgoing calls).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::abi::{LogLevel, Pairs};
 
@@ -36,9 +37,14 @@ pub struct HostConfig {
     pub seed: Option<u64>,
     /// Wall-clock time the virtual clock starts at, in Unix nanoseconds.
     pub clock_start_nanos: u64,
+    /// Wall-clock time one guest callback may run before it is stopped as a
+    /// trap; `None` for no limit. Keeps a looping module from hanging the
+    /// simulator. Used by plugins compiled with [`Guard::Deadline`](crate::Guard::Deadline), the
+    /// default; precise to [`EPOCH_TICK`](crate::guard::EPOCH_TICK).
+    pub callback_time_limit: Option<Duration>,
     /// Fuel (roughly, wasm instructions) one guest callback may use before it
-    /// is stopped as a trap; `None` for no limit. Keeps a looping module from
-    /// hanging the simulator.
+    /// is stopped as a trap; `None` for no limit. Used only by plugins
+    /// compiled with [`Guard::Fuel`](crate::Guard::Fuel).
     pub fuel_per_callback: Option<u64>,
     /// Largest linear memory a VM may grow to, in bytes.
     pub max_memory_bytes: usize,
@@ -59,6 +65,7 @@ impl Default for HostConfig {
             grpc_answers: BTreeMap::new(),
             seed: None,
             clock_start_nanos: 1_764_763_200_000_000_000,
+            callback_time_limit: Some(Duration::from_secs(5)),
             fuel_per_callback: Some(5_000_000_000),
             max_memory_bytes: 512 << 20,
         }

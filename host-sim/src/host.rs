@@ -9,6 +9,7 @@ use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module};
 
 use crate::config::HostConfig;
 use crate::exchange::{Exchange, LogLine, Request};
+use crate::guard::{EpochTicker, Guard};
 use crate::shared::{MetricValue, Shared};
 use crate::state::VmState;
 use crate::vm::Vm;
@@ -23,14 +24,26 @@ const MAX_QUEUE_ROUNDS: usize = 100;
 #[derive(Clone)]
 pub struct Plugin {
     pre: InstancePre<VmState>,
+    guard: Guard,
+    /// Keeps the epoch thread of [`Guard::Deadline`] running.
+    ticker: Option<Arc<EpochTicker>>,
 }
 
 impl Plugin {
     /// Compiles a module (binary `.wasm`, or WAT text) and checks that every
-    /// import it needs is one this host provides.
+    /// import it needs is one this host provides. A callback that runs past
+    /// [`HostConfig::callback_time_limit`] is stopped as a trap
+    /// ([`Guard::Deadline`]).
     pub fn compile(wasm: &[u8]) -> Result<Plugin, LoadError> {
+        Plugin::compile_with(wasm, Guard::default())
+    }
+
+    /// Like [`Plugin::compile`], with the given guard against a callback that
+    /// never returns; [`Guard::Fuel`] for a budget counted in wasm
+    /// instructions ([`HostConfig::fuel_per_callback`]) instead of time.
+    pub fn compile_with(wasm: &[u8], guard: Guard) -> Result<Plugin, LoadError> {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        guard.configure(&mut config);
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let module =
             Module::new(&engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -55,7 +68,19 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        Ok(Plugin { pre })
+
+        let ticker = match guard {
+            Guard::Deadline => Some(EpochTicker::start(&engine).map_err(|e| {
+                LoadError::Instantiate(format!("starting the deadline thread: {e}"))
+            })?),
+            Guard::Fuel => None,
+        };
+        Ok(Plugin { pre, guard, ticker })
+    }
+
+    /// The guard this module was compiled with.
+    pub fn guard(&self) -> Guard {
+        self.guard
     }
 }
 
@@ -66,6 +91,9 @@ pub struct Host {
     shared: Arc<Shared>,
     logs: Arc<Mutex<Vec<LogLine>>>,
     vms: Vec<Vm>,
+    /// Keeps the plugin's epoch thread running while this host lives, even
+    /// once the [`Plugin`] itself is dropped.
+    _ticker: Option<Arc<EpochTicker>>,
 }
 
 impl Host {
@@ -80,6 +108,7 @@ impl Host {
         for worker in 0..workers.max(1) {
             let vm = Vm::start(
                 &plugin.pre,
+                plugin.guard,
                 config.clone(),
                 shared.clone(),
                 logs.clone(),
@@ -98,6 +127,7 @@ impl Host {
             shared,
             logs,
             vms,
+            _ticker: plugin.ticker.clone(),
         };
         host.deliver_queue_notifications();
         Ok(host)

@@ -24,6 +24,7 @@
 pub mod abi;
 pub mod config;
 pub mod exchange;
+pub mod guard;
 pub mod report;
 pub mod scenario;
 pub mod shared;
@@ -39,6 +40,7 @@ mod wasi;
 
 pub use config::{CallAnswer, GrpcAnswer, HostConfig};
 pub use exchange::{Exchange, Request, Response, Verdict};
+pub use guard::Guard;
 pub use host::{Host, Plugin};
 
 /// Why a module could not be loaded or started.

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
 use keyhop_host_sim::scenario::Scenario;
-use keyhop_host_sim::{report, Plugin};
+use keyhop_host_sim::{report, Guard, Plugin};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +72,11 @@ struct RunArgs {
     /// Number of workers (VM instances); overrides the scenario's.
     #[arg(long)]
     workers: Option<usize>,
+    /// Stop a guest callback after N units of fuel (about N wasm instructions), the same
+    /// on every run, instead of after 5 seconds of wall-clock time. Guest code runs about
+    /// a fifth slower.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
     /// Print the outcome as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -113,9 +118,16 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         bail!("--workers must be at least 1");
     }
 
-    let plugin =
-        Plugin::compile(&wasm).with_context(|| format!("loading {}", args.wasm.display()))?;
-    let config = scenario.host_config(plugin_config, &args.env)?;
+    let guard = match args.fuel {
+        Some(_) => Guard::Fuel,
+        None => Guard::Deadline,
+    };
+    let plugin = Plugin::compile_with(&wasm, guard)
+        .with_context(|| format!("loading {}", args.wasm.display()))?;
+    let mut config = scenario.host_config(plugin_config, &args.env)?;
+    if let Some(fuel) = args.fuel {
+        config.fuel_per_callback = Some(fuel);
+    }
     let outcome = scenario.run(&plugin, config, args.workers)?;
 
     let text = if args.json {

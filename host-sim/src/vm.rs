@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use wasmtime::{
-    Instance, InstancePre, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
+    Instance, InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc, WasmParams, WasmResults,
 };
 
 use crate::abi::{Action, BufferType, Pairs};
@@ -12,6 +12,7 @@ use crate::config::{CallAnswer, HostConfig};
 use crate::exchange::{
     pairs_minus, Delivered, Exchange, Forwarded, LocalResponse, LogLine, Request, Verdict,
 };
+use crate::guard::{Budget, Guard};
 use crate::random::Rng;
 use crate::shared::Shared;
 use crate::state::{PendingAnswer, Stream, VmState};
@@ -70,6 +71,8 @@ pub(crate) type Failure = String;
 
 pub(crate) struct Vm {
     store: Store<VmState>,
+    /// Given to the store afresh before each callback.
+    budget: Budget,
     callbacks: Callbacks,
     /// Set once the guest has trapped; Envoy calls no further into the VM.
     failed: Option<Failure>,
@@ -83,11 +86,13 @@ impl Vm {
     /// `proxy_on_configure`.
     pub(crate) fn start(
         pre: &InstancePre<VmState>,
+        guard: Guard,
         config: Arc<HostConfig>,
         shared: Arc<Shared>,
         logs: Arc<Mutex<Vec<LogLine>>>,
         worker: usize,
     ) -> Result<Vm, LoadError> {
+        let budget = Budget::new(guard, &config);
         let state = VmState {
             shared,
             worker,
@@ -117,7 +122,8 @@ impl Vm {
         };
         let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| &mut state.limits);
-        refuel(&mut store);
+        // Instantiation runs the module's start function, if it has one.
+        budget.arm(&mut store);
 
         let instance = pre
             .instantiate(&mut store)
@@ -162,6 +168,7 @@ impl Vm {
         };
         let mut vm = Vm {
             store,
+            budget,
             callbacks,
             failed: None,
             next_context_id: 2,
@@ -174,7 +181,7 @@ impl Vm {
             None => export::<(), ()>(&instance, &mut vm.store, "_start")?,
         };
         if let Some(init) = init {
-            run(&mut vm.store, &mut vm.failed, &init, (), 1)
+            run(&mut vm.store, &mut vm.failed, vm.budget, &init, (), 1)
                 .map_err(|reason| vm.start_failure("_initialize", reason))?;
         }
 
@@ -222,7 +229,15 @@ impl Vm {
         context: u32,
     ) -> Result<Option<R>, Failure> {
         match pick(&self.callbacks) {
-            Some(func) => run(&mut self.store, &mut self.failed, func, params, context).map(Some),
+            Some(func) => run(
+                &mut self.store,
+                &mut self.failed,
+                self.budget,
+                func,
+                params,
+                context,
+            )
+            .map(Some),
             None => Ok(None),
         }
     }
@@ -672,11 +687,12 @@ impl Vm {
     }
 }
 
-/// Calls a guest function on behalf of `context`, with fresh fuel. A trap
-/// marks the VM failed (in `failed`).
+/// Calls a guest function on behalf of `context`, with a fresh `budget`. A
+/// trap marks the VM failed (in `failed`).
 fn run<P: WasmParams, R: WasmResults>(
     store: &mut Store<VmState>,
     failed: &mut Option<Failure>,
+    budget: Budget,
     func: &TypedFunc<P, R>,
     params: P,
     context: u32,
@@ -687,19 +703,19 @@ fn run<P: WasmParams, R: WasmResults>(
     let state = store.data_mut();
     state.current_context = context;
     state.effective_context = context;
-    refuel(store);
+    budget.arm(store);
 
     func.call(&mut *store, params).map_err(|e| {
-        let reason = format!("{e:#}");
+        let mut reason = format!("{e:#}");
+        // wasmtime says only "interrupt"; say which limit it was.
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            if let Some(limit) = store.data().config.callback_time_limit {
+                reason.push_str(&format!(" (callback ran past its time limit, {limit:?})"));
+            }
+        }
         *failed = Some(reason.clone());
         reason
     })
-}
-
-fn refuel(store: &mut Store<VmState>) {
-    let fuel = store.data().config.fuel_per_callback.unwrap_or(u64::MAX);
-    // Fails only when fuel is not enabled on the engine, and it always is.
-    let _ = store.set_fuel(fuel);
 }
 
 fn len_i32(len: usize) -> i32 {

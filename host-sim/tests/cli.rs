@@ -57,7 +57,11 @@ fn sim(args: &[&Path]) -> Output {
 }
 
 fn run(files: &Files, scenario: &str, extra: &[&str]) -> Output {
-    let wasm = files.write("teapot.wat", TEAPOT);
+    run_module(files, TEAPOT, scenario, extra)
+}
+
+fn run_module(files: &Files, module: &str, scenario: &str, extra: &[&str]) -> Output {
+    let wasm = files.write("module.wat", module);
     let config = files.write("plugin.json", "{}");
     let scenario = files.write("scenario.json", scenario);
     let mut args: Vec<&Path> = vec![
@@ -108,6 +112,29 @@ fn failing_expectation_exits_one() {
         stdout.contains("FAILED: expected status 403, got 418"),
         "{stdout}"
     );
+}
+
+#[test]
+fn fuel_flag_stops_a_looping_guest_by_fuel() {
+    let looping = r#"(module
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (loop $forever (br $forever)) (i32.const 0)))"#;
+    let files = Files::new("fuel");
+    let output = run_module(
+        &files,
+        looping,
+        r#"{"requests": [{"name": "loops", "expect": {"status": 503, "continued": false}}]}"#,
+        &["--fuel", "100000", "--json"],
+    );
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(output.status.code(), Some(0), "{value}");
+    let verdict = &value["requests"][0]["verdict"];
+    assert_eq!(verdict["kind"], "failed", "{verdict}");
+    assert!(verdict.to_string().contains("fuel"), "{verdict}");
 }
 
 #[test]

@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use keyhop_host_sim::abi::{encode_pairs, LogLevel};
-use keyhop_host_sim::{CallAnswer, GrpcAnswer, Host, LoadError, Verdict};
+use keyhop_host_sim::{CallAnswer, GrpcAnswer, Guard, Host, LoadError, Plugin, Verdict};
 
 #[test]
 fn log_lines_carry_level_and_respect_the_configured_level() {
@@ -736,11 +736,85 @@ fn a_looping_guest_runs_out_of_fuel() {
         fuel_per_callback: Some(100_000),
         ..config()
     };
-    let mut host = host_with(&w.module(body), config, 1);
-    assert!(matches!(
-        host.handle(0, &get("/")).verdict,
-        Verdict::Failed { .. }
-    ));
+    let plugin = Plugin::compile_with(w.module(body).as_bytes(), Guard::Fuel).unwrap();
+    let mut host = Host::start(&plugin, config, 1).unwrap();
+
+    let exchange = host.handle(0, &get("/"));
+    let Verdict::Failed {
+        error,
+        local_response,
+    } = &exchange.verdict
+    else {
+        panic!("expected failure, got {:?}", exchange.verdict);
+    };
+    assert!(error.contains("fuel"), "{error}");
+    assert_eq!(local_response.status, 503);
+    assert!(host.worker_failure(0).is_some());
+}
+
+#[test]
+fn a_looping_guest_is_stopped_at_its_time_limit() {
+    let w = Wat::new();
+    let body = r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (loop $forever (br $forever)) (i32.const 0))"#;
+    let limit = Duration::from_millis(50);
+    let config = keyhop_host_sim::HostConfig {
+        callback_time_limit: Some(limit),
+        ..config()
+    };
+    let plugin = Plugin::compile(w.module(body).as_bytes()).unwrap();
+    assert_eq!(plugin.guard(), Guard::Deadline);
+    let mut host = Host::start(&plugin, config, 1).unwrap();
+
+    let started = Instant::now();
+    let exchange = host.handle(0, &get("/"));
+    let took = started.elapsed();
+
+    let Verdict::Failed {
+        error,
+        local_response,
+    } = &exchange.verdict
+    else {
+        panic!("expected failure, got {:?}", exchange.verdict);
+    };
+    assert!(error.contains("interrupt"), "{error}");
+    assert!(error.contains("time limit"), "{error}");
+    assert_eq!(local_response.status, 503);
+    assert_eq!(exchange.downstream.as_ref().unwrap().status, 503);
+    assert!(took >= limit, "stopped after {took:?}, before the limit");
+    // Far below the default limit (5 s): the configured one applied.
+    assert!(took < Duration::from_secs(3), "stopped only after {took:?}");
+
+    let second = host.handle(0, &get("/"));
+    assert!(matches!(second.verdict, Verdict::Failed { .. }));
+    assert!(host.worker_failure(0).is_some());
+}
+
+#[test]
+fn a_guest_looping_at_start_up_does_not_load() {
+    let w = Wat::new();
+    let body = r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (loop $forever (br $forever)) (i32.const 1))"#;
+    let config = keyhop_host_sim::HostConfig {
+        callback_time_limit: Some(Duration::from_millis(20)),
+        ..config()
+    };
+    let error = Host::load(w.module(body).as_bytes(), config, 1)
+        .err()
+        .unwrap();
+    let LoadError::Worker { error, .. } = error else {
+        panic!("expected a worker failure, got {error}");
+    };
+    assert!(
+        matches!(
+            *error,
+            LoadError::Trap {
+                phase: "proxy_on_vm_start",
+                ..
+            }
+        ),
+        "{error}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keyhop_host_sim::abi::{encode_pairs, LogLevel};
-use keyhop_host_sim::{CallAnswer, GrpcAnswer, Guard, Host, LoadError, Plugin, Verdict};
+use keyhop_host_sim::{CallAnswer, Exchange, GrpcAnswer, Guard, Host, LoadError, Plugin, Verdict};
 
 #[test]
 fn log_lines_carry_level_and_respect_the_configured_level() {
@@ -698,15 +698,9 @@ fn a_trap_fails_closed_and_the_vm_stays_failed() {
     let mut host = host(&w.module(body));
 
     let first = host.handle(0, &get("/"));
-    let Verdict::Failed {
-        error,
-        local_response,
-    } = &first.verdict
-    else {
-        panic!("expected failure, got {:?}", first.verdict);
-    };
+    let (error, status) = failure(&first);
     assert!(error.contains("unreachable"), "{error}");
-    assert_eq!(local_response.status, 503);
+    assert_eq!(status, 503);
     assert_eq!(first.downstream.as_ref().unwrap().status, 503);
 
     let second = host.handle(0, &get("/"));
@@ -721,9 +715,7 @@ fn proc_exit_is_a_guest_failure() {
         (call $proc_exit (i32.const 3)) (i32.const 0))"#;
     let mut host = host(&w.module(body));
     let exchange = host.handle(0, &get("/"));
-    let Verdict::Failed { error, .. } = &exchange.verdict else {
-        panic!("expected failure, got {:?}", exchange.verdict);
-    };
+    let (error, _) = failure(&exchange);
     assert!(error.contains("proc_exit(3)"), "{error}");
 }
 
@@ -740,15 +732,9 @@ fn a_looping_guest_runs_out_of_fuel() {
     let mut host = Host::start(&plugin, config, 1).unwrap();
 
     let exchange = host.handle(0, &get("/"));
-    let Verdict::Failed {
-        error,
-        local_response,
-    } = &exchange.verdict
-    else {
-        panic!("expected failure, got {:?}", exchange.verdict);
-    };
+    let (error, status) = failure(&exchange);
     assert!(error.contains("fuel"), "{error}");
-    assert_eq!(local_response.status, 503);
+    assert_eq!(status, 503);
     assert!(host.worker_failure(0).is_some());
 }
 
@@ -770,16 +756,10 @@ fn a_looping_guest_is_stopped_at_its_time_limit() {
     let exchange = host.handle(0, &get("/"));
     let took = started.elapsed();
 
-    let Verdict::Failed {
-        error,
-        local_response,
-    } = &exchange.verdict
-    else {
-        panic!("expected failure, got {:?}", exchange.verdict);
-    };
+    let (error, status) = failure(&exchange);
     assert!(error.contains("interrupt"), "{error}");
     assert!(error.contains("time limit"), "{error}");
-    assert_eq!(local_response.status, 503);
+    assert_eq!(status, 503);
     assert_eq!(exchange.downstream.as_ref().unwrap().status, 503);
     assert!(took >= limit, "stopped after {took:?}, before the limit");
     // Far below the default limit (5 s): the configured one applied.
@@ -946,4 +926,15 @@ fn lifecycle_callbacks_run_in_envoy_order() {
         logs(&exchange),
         vec!["context_create", "request_headers", "done", "log", "delete"]
     );
+}
+
+/// The guest failure a request ended in, and the status of the local reply sent for it.
+fn failure(exchange: &Exchange) -> (&str, u32) {
+    match &exchange.verdict {
+        Verdict::Failed {
+            error,
+            local_response,
+        } => (error, local_response.status),
+        other => panic!("expected failure, got {other:?}"),
+    }
 }

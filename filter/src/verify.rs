@@ -325,3 +325,44 @@ pub fn finish(
     authorize(config, &authentic, request, store)?;
     Ok(authentic.into_verified())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPONENTS: &str =
+        r#"("@method" "@authority" "@path" "@query" "content-digest" "keyhop-identity")"#;
+
+    #[test]
+    fn claims_give_back_each_string_they_hold() {
+        let canonical = format!(
+            r#"keyhop={COMPONENTS};created=1700000000;expires=1700000010;nonce="BwcHBwcHBwcHBwcHBwcHBw";keyid="k1";alg="hmac-sha256";tag="keyhop-v1""#
+        );
+        // Parameters in another order: the general parser's path, with its own serialisation.
+        let general = format!(
+            r#"keyhop={COMPONENTS};keyid="portal-2026";created=1700000000;expires=1700000010;tag="keyhop-v1";alg="hmac-sha256";nonce="AAAAAAAAAAAAAAAAAAAAAAAA""#
+        );
+        let identities = [
+            (
+                "spiffe://finsphere.example/ns/portal/sa/portal-web",
+                "finsphere.example",
+            ),
+            ("spiffe://a.b/x", "a.b"),
+        ];
+        for raw in [&canonical, &general] {
+            for (id, trust_domain) in identities {
+                profile::with_params(raw.as_bytes(), |params| {
+                    let identity = identity::parse(id)?;
+                    let claims = Claims::new(&params, &identity);
+                    assert_eq!(claims.signature_params(), params.signature_params);
+                    assert_eq!(claims.nonce(), params.nonce);
+                    assert_eq!(claims.key_id(), params.key_id);
+                    assert_eq!(claims.identity(), id);
+                    assert_eq!(claims.trust_domain(), trust_domain);
+                    Ok(())
+                })
+                .expect("a good credential");
+            }
+        }
+    }
+}

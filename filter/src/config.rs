@@ -5,6 +5,7 @@
 //! environment (Envoy `vm_config.environment_variables`, Istio `vmConfig.env`) by name, so no
 //! secret sits in the plugin configuration itself.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use base64::Engine as _;
@@ -208,6 +209,7 @@ impl Config {
         json: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        refuse_duplicate_keys(json)?;
         let value: Value =
             serde_json::from_slice(json).map_err(|e| error("(json)", e.to_string()))?;
         let mut fields = Fields::of(String::new(), &value)?;
@@ -216,6 +218,106 @@ impl Config {
             Some("verify") => check_verify(read_verify(fields)?, env).map(Config::Verify),
             _ => Err(error("mode", "must be \"sign\" or \"verify\"")),
         }
+    }
+}
+
+/// Refuses a document in which one object names a key twice: `serde_json::Value` would keep
+/// the last silently, so `{"identity": A, …, "identity": B}` would sign as B.
+fn refuse_duplicate_keys(json: &[u8]) -> Result<(), ConfigError> {
+    use serde::de::DeserializeSeed as _;
+    let twice = RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(json);
+    let read = Unique {
+        path: String::new(),
+        twice: &twice,
+    }
+    .deserialize(&mut reader);
+    match (read, twice.into_inner()) {
+        (_, Some(path)) => Err(error(path, "appears twice in one object")),
+        (Err(e), None) => Err(error("(json)", e.to_string())),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Walks any JSON value; on the first key an object repeats, notes its path in `twice` and
+/// stops.
+struct Unique<'t> {
+    path: String,
+    twice: &'t RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let item = Unique {
+                path: format!("{}[{index}]", self.path),
+                twice: self.twice,
+            };
+            if items.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = fields.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                *self.twice.borrow_mut() = Some(path);
+                return Err(A::Error::custom("a key appears twice"));
+            }
+            fields.next_value_seed(Unique {
+                path,
+                twice: self.twice,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -894,6 +996,33 @@ mod tests {
     }
 
     #[test]
+    fn a_key_named_twice_is_refused_with_its_path() {
+        let sign = r#"{"mode":"sign","identity":"spiffe://f.example/ns/a/sa/first","audience":"aud",
+            "key":{"id":"k1","secret_env":"GOOD"},"identity":"spiffe://f.example/ns/a/sa/second"}"#;
+        let refused = Config::from_json(sign.as_bytes(), &env).err();
+        assert_eq!(
+            refused.map(|e| (e.field, e.message)),
+            Some((
+                "identity".to_string(),
+                "appears twice in one object".to_string()
+            ))
+        );
+        assert_eq!(field_of(&verify_json(r#","mode":"verify""#)), "mode");
+        assert_eq!(
+            field_of(&verify_json(
+                r#","routes":[{"path_prefix":"/a","allow":[]},{"path_exact":"/b","allow":[],"allow":[]}]"#
+            )),
+            "routes[1].allow"
+        );
+        // The same key in two objects is not a repeat; syntax errors still read as such.
+        assert_eq!(
+            field_of(&verify_json(r#","replay":{"shards":4}"#)),
+            "(accepted)"
+        );
+        assert_eq!(field_of(r#"{"mode":"verify","#), "(json)");
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         assert_eq!(field_of(&verify_json(r#","colour":"red""#)), "colour");
         assert_eq!(field_of(&verify_json(r#","hop_seconds":2"#)), "hop_seconds");
@@ -938,9 +1067,10 @@ mod tests {
             "hop_seconds"
         );
         assert_eq!(
-            field_of(&verify_json(
-                r#","keys":[{"id":"k","secret_env":"GOOD","trust_domains":["f.example"],"algo":"x"}]"#
-            )),
+            field_of(
+                r#"{"mode":"verify","audience":"a",
+                    "keys":[{"id":"k","secret_env":"GOOD","trust_domains":["f.example"],"algo":"x"}]}"#
+            ),
             "keys[0].algo"
         );
         assert_eq!(

@@ -46,7 +46,9 @@ pub struct HostConfig {
     /// is stopped as a trap; `None` for no limit. Used only by plugins
     /// compiled with [`Guard::Fuel`](crate::Guard::Fuel).
     pub fuel_per_callback: Option<u64>,
-    /// Largest linear memory a VM may grow to, in bytes.
+    /// Largest linear memory a VM may grow to, in bytes. A `memory.grow` beyond it
+    /// returns -1 to the guest (the Wasm spec's answer), which is no failure unless the
+    /// guest then traps.
     pub max_memory_bytes: usize,
 }
 

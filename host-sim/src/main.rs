@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
-use keyhop_host_sim::scenario::Scenario;
+use keyhop_host_sim::scenario::{self, Scenario};
 use keyhop_host_sim::{report, Guard, Plugin};
 
 #[derive(Parser)]
@@ -41,10 +41,15 @@ struct SignArgs {
     /// process's environment.
     #[arg(long)]
     config: PathBuf,
-    /// The request method.
+    /// The request method (an HTTP token, e.g. POST).
     #[arg(long, default_value = "GET")]
     method: String,
     /// The URL the verifier will see, e.g. http://risk.riskpartner.example/v1/risk/score?x=1
+    /// (http or https). As curl does, the authority is signed as host[:port] without
+    /// userinfo or the scheme's default port, and the fragment is left out. The path is
+    /// signed as given, dot segments and `//` included, so it must be the path the verifier
+    /// sees: curl resolves `/a/../b` unless run with --path-as-is, and Envoy's
+    /// normalize_path / merge_slashes change it again before the filter.
     #[arg(long)]
     url: String,
     /// A file holding the request body (none: empty body).
@@ -73,8 +78,8 @@ struct RunArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Stop a guest callback after N units of fuel (about N wasm instructions), the same
-    /// on every run, instead of after 5 seconds of wall-clock time. Guest code runs about
-    /// a fifth slower.
+    /// on every run, instead of after 5 seconds of wall-clock time (N at least 1; a huge N
+    /// is effectively no limit). Guest code runs about a fifth slower.
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
     /// Print the outcome as JSON instead of text.
@@ -106,6 +111,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
+    if let Some(workers) = args.workers {
+        scenario::check_workers(workers, "--workers").map_err(anyhow::Error::msg)?;
+    }
+    if args.fuel == Some(0) {
+        bail!("--fuel must be at least 1");
+    }
+
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let plugin_config = std::fs::read(&args.config)
@@ -114,9 +126,6 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("reading {}", args.scenario.display()))?;
     let scenario = Scenario::from_json(&scenario_text)
         .with_context(|| format!("parsing {}", args.scenario.display()))?;
-    if args.workers == Some(0) {
-        bail!("--workers must be at least 1");
-    }
 
     let guard = match args.fuel {
         Some(_) => Guard::Fuel,
@@ -156,6 +165,14 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
     use keyhop_filter::keys::EpochKeyCache;
     use keyhop_filter::message::Request;
 
+    let target = RequestTarget::parse(&args.url)?;
+    if http::Method::from_bytes(args.method.as_bytes()).is_err() {
+        bail!(
+            "--method {:?} is not an HTTP method (a token: letters, digits, !#$%&'*+-.^_`|~)",
+            args.method
+        );
+    }
+
     let json = std::fs::read(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let config = match Config::from_json(&json, &|name| std::env::var(name).ok()) {
@@ -167,19 +184,6 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => Vec::new(),
     };
-    let (scheme, rest) = args
-        .url
-        .split_once("://")
-        .context("the URL needs a scheme, e.g. http://")?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, "/"),
-    };
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_owned()
-    };
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -188,9 +192,9 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
     let request = Request {
         method: &args.method,
-        scheme,
-        authority,
-        path_and_query: &path,
+        scheme: target.scheme,
+        authority: &target.authority,
+        path_and_query: &target.path_and_query,
         headers: &[],
     };
     let signed = keyhop_filter::sign::sign(
@@ -222,6 +226,63 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What of a `--url` goes into the signature: the parts of it curl sends.
+#[derive(Debug, PartialEq, Eq)]
+struct RequestTarget {
+    scheme: &'static str,
+    /// host[:port], as curl sends it in `Host`: no userinfo, no default port.
+    authority: String,
+    /// The path as given (never empty) and the query, without the fragment.
+    path_and_query: String,
+}
+
+impl RequestTarget {
+    fn parse(url: &str) -> Result<RequestTarget> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--url {url:?} is not a URL: {e}"))?;
+
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("http") => ("http", 80),
+            Some(s) if s.eq_ignore_ascii_case("https") => ("https", 443),
+            Some(s) => bail!("--url {url:?}: the scheme must be http or https, not {s:?}"),
+            None => bail!("--url {url:?} needs a scheme, e.g. http://"),
+        };
+
+        let Some(authority) = uri.authority() else {
+            bail!("--url {url:?} has no host");
+        };
+        let host = authority.host();
+        if host.is_empty() {
+            bail!("--url {url:?} has no host");
+        }
+        // `Authority::port` skips a port that is not a number; curl refuses it.
+        let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let port = match host_port.strip_prefix(host) {
+            Some("" | ":") => None,
+            Some(port) => match port.strip_prefix(':').map(str::parse::<u16>) {
+                Some(Ok(port)) => Some(port),
+                _ => bail!("--url {url:?}: the port must be a number up to 65535"),
+            },
+            None => bail!("--url {url:?} has no host"),
+        };
+        let authority = match port {
+            Some(port) if port != default_port => format!("{host}:{port}"),
+            _ => host.to_owned(),
+        };
+
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{}?{query}", uri.path()),
+            None => uri.path().to_owned(),
+        };
+        Ok(RequestTarget {
+            scheme,
+            authority,
+            path_and_query,
+        })
+    }
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -231,5 +292,58 @@ fn emit(text: &str) -> Result<()> {
     {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::RequestTarget;
+
+    fn target(url: &str) -> (&'static str, String, String) {
+        let t = RequestTarget::parse(url).unwrap();
+        (t.scheme, t.authority, t.path_and_query)
+    }
+
+    #[test]
+    fn the_signed_target_is_what_curl_sends() {
+        let expect = |s: &'static str, a: &str, p: &str| (s, a.to_owned(), p.to_owned());
+        assert_eq!(target("http://h/v1/x#frag"), expect("http", "h", "/v1/x"));
+        assert_eq!(
+            target("http://h/v1/x?a=1#frag"),
+            expect("http", "h", "/v1/x?a=1")
+        );
+        assert_eq!(
+            target("http://user:pw@h:8080/p"),
+            expect("http", "h:8080", "/p")
+        );
+        assert_eq!(
+            target("https://u@[::1]:9/p"),
+            expect("https", "[::1]:9", "/p")
+        );
+        assert_eq!(target("http://h:80/p"), expect("http", "h", "/p"));
+        assert_eq!(target("https://h:443?a=1"), expect("https", "h", "/?a=1"));
+        assert_eq!(target("http://h"), expect("http", "h", "/"));
+        assert_eq!(
+            target("http://h/a/../b//c"),
+            expect("http", "h", "/a/../b//c")
+        );
+    }
+
+    #[test]
+    fn a_url_curl_would_not_send_as_http_is_refused() {
+        for url in [
+            "",
+            "/x",
+            "h/x",
+            "ftp://h/x",
+            "http:///x",
+            "http://user@/x",
+            "http://h:abc/x",
+            "http://h:99999/x",
+            "http://h/a b",
+        ] {
+            assert!(RequestTarget::parse(url).is_err(), "{url}");
+        }
     }
 }

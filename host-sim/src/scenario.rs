@@ -26,7 +26,7 @@ pub struct Scenario {
     pub clock_start: Option<u64>,
     /// Seed for WASI `random_get`; absent means real randomness.
     pub seed: Option<u64>,
-    /// Number of workers (VM instances); the CLI's `--workers` wins.
+    /// Number of workers (VM instances), 1 to [`MAX_WORKERS`]; the CLI's `--workers` wins.
     pub workers: Option<usize>,
     /// Host-wide properties by dotted path.
     #[serde(default)]
@@ -250,15 +250,27 @@ pub struct Expect {
     pub metrics: BTreeMap<String, i64>,
 }
 
+/// Most workers (VM instances) a scenario may ask for. Each is a full VM with its own
+/// memory; far more than any test needs would take minutes and hundreds of MB to start.
+pub const MAX_WORKERS: usize = 256;
+
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    // Not a `#[from]`/source: the message already carries serde_json's, and an error
+    // chain printed in full (`{:#}`) would repeat it.
     #[error("scenario is not valid JSON for this format: {0}")]
-    Parse(#[from] serde_json::Error),
+    Parse(serde_json::Error),
     #[error("scenario is invalid: {0}")]
     Invalid(String),
     #[error(transparent)]
     Load(#[from] crate::LoadError),
+}
+
+impl From<serde_json::Error> for ScenarioError {
+    fn from(error: serde_json::Error) -> Self {
+        ScenarioError::Parse(error)
+    }
 }
 
 /// The outcome of one scenario request.
@@ -293,10 +305,28 @@ impl Outcome {
     }
 }
 
+/// Refuses a worker count of 0 or above [`MAX_WORKERS`] with a sentence naming the
+/// setting, `what` (`workers`, `--workers`).
+pub fn check_workers(workers: usize, what: &str) -> Result<usize, String> {
+    if workers == 0 {
+        return Err(format!("{what} must be at least 1"));
+    }
+    if workers > MAX_WORKERS {
+        return Err(format!(
+            "{what} is {workers}, more than the {MAX_WORKERS} the simulator runs"
+        ));
+    }
+    Ok(workers)
+}
+
 impl Scenario {
     /// Parses a scenario; unknown fields are refused so typos do not pass silently.
     pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
-        Ok(serde_json::from_str(text)?)
+        let scenario: Scenario = serde_json::from_str(text)?;
+        if let Some(workers) = scenario.workers {
+            check_workers(workers, "workers").map_err(ScenarioError::Invalid)?;
+        }
+        Ok(scenario)
     }
 
     /// The host settings this scenario describes, for a plugin configured
@@ -367,7 +397,8 @@ impl Scenario {
         config: HostConfig,
         workers: Option<usize>,
     ) -> Result<Outcome, ScenarioError> {
-        let workers = workers.or(self.workers).unwrap_or(1);
+        let workers = check_workers(workers.or(self.workers).unwrap_or(1), "workers")
+            .map_err(ScenarioError::Invalid)?;
         let mut host = Host::start(plugin, config, workers)?;
 
         let mut results = Vec::new();

@@ -155,6 +155,57 @@ fn unusable_input_exits_two() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown_field"));
 }
 
+/// Runs PASSING with `scenario_extra` fields added and `flags`; expects a refusal (exit 2)
+/// and returns stderr.
+fn refused(name: &str, scenario_extra: &str, flags: &[&str]) -> String {
+    let files = Files::new(name);
+    let scenario = PASSING.replacen('{', &format!("{{{scenario_extra}"), 1);
+    let output = run(&files, &scenario, flags);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn zero_workers_are_refused_in_the_scenario_as_on_the_command_line() {
+    let stderr = refused("workers-zero", r#""workers": 0,"#, &[]);
+    assert!(stderr.contains("workers must be at least 1"), "{stderr}");
+    assert!(stderr.contains("scenario.json"), "{stderr}");
+
+    let stderr = refused("workers-zero-flag", "", &["--workers", "0"]);
+    assert!(stderr.contains("--workers must be at least 1"), "{stderr}");
+}
+
+#[test]
+fn more_workers_than_the_cap_are_refused_before_any_starts() {
+    let stderr = refused("workers-many", r#""workers": 100000,"#, &[]);
+    assert!(stderr.contains("256"), "{stderr}");
+
+    let stderr = refused("workers-many-flag", "", &["--workers", "257"]);
+    assert!(
+        stderr.contains("--workers") && stderr.contains("256"),
+        "{stderr}"
+    );
+
+    let files = Files::new("workers-cap");
+    let output = run(&files, PASSING, &["--workers", "256"]);
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn zero_fuel_is_refused_as_an_argument() {
+    let stderr = refused("fuel-zero", "", &["--fuel", "0"]);
+    assert!(stderr.contains("--fuel must be at least 1"), "{stderr}");
+}
+
+#[test]
+fn a_scenario_parse_error_is_printed_once_with_the_file_name() {
+    let stderr = refused("parse-once", r#""seed": -5,"#, &[]);
+    assert!(stderr.contains("scenario.json"), "{stderr}");
+    assert_eq!(stderr.matches("expected u64").count(), 1, "{stderr}");
+}
+
 #[test]
 fn keygen_prints_32_random_bytes_in_base64() {
     use base64::Engine as _;

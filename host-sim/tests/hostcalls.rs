@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keyhop_host_sim::abi::{encode_pairs, LogLevel};
-use keyhop_host_sim::{CallAnswer, Exchange, GrpcAnswer, Guard, Host, LoadError, Plugin, Verdict};
+use keyhop_host_sim::{
+    CallAnswer, Exchange, GrpcAnswer, Guard, Host, HostConfig, LoadError, Plugin, Verdict,
+};
 
 #[test]
 fn log_lines_carry_level_and_respect_the_configured_level() {
@@ -706,6 +708,32 @@ fn a_trap_fails_closed_and_the_vm_stays_failed() {
     let second = host.handle(0, &get("/"));
     assert!(matches!(second.verdict, Verdict::Failed { .. }));
     assert!(host.worker_failure(0).is_some());
+}
+
+#[test]
+fn growing_memory_past_the_limit_returns_minus_one_and_only_a_trap_fails_closed() {
+    // 2 pages now, 4 allowed: growing by 1 works, by 64 is refused with -1 (the Wasm
+    // spec's answer). This guest goes on after a refusal; the second one traps on it.
+    let w = Wat::new();
+    let body = r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))
+        (if (i32.ne (memory.grow (i32.const 64)) (i32.const -1)) (then unreachable))
+        (i32.const 0))"#;
+    let limited = HostConfig {
+        max_memory_bytes: 4 << 16,
+        ..config()
+    };
+    let mut tolerant = host_with(&w.module(body), limited.clone(), 1);
+    assert_eq!(tolerant.handle(0, &get("/")).verdict, Verdict::Continued);
+
+    let body = r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (if (i32.eq (memory.grow (i32.const 64)) (i32.const -1)) (then unreachable))
+        (i32.const 0))"#;
+    let mut strict = host_with(&w.module(body), limited, 1);
+    let exchange = strict.handle(0, &get("/"));
+    let (error, status) = failure(&exchange);
+    assert!(error.contains("unreachable"), "{error}");
+    assert_eq!(status, 503);
 }
 
 #[test]

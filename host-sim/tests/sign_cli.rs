@@ -137,3 +137,113 @@ fn a_verify_config_is_not_a_signing_config() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// Runs `keyhop-sim sign` with a sign-mode config for the verifier above and no body.
+fn sign_get(name: &str, method: &str, url: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("keyhop-sign-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sign.json");
+    std::fs::write(
+        &config,
+        r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
+            "audience":"spiffe://riskpartner.example/edge",
+            "key":{"id":"portal-2026","secret_env":"KEYHOP_TEST_SECRET"}}"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
+        .args(["sign", "--method", method, "--url", url])
+        .arg("--config")
+        .arg(&config)
+        .env("KEYHOP_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
+/// The verifier's answer to a bodiless request carrying the headers `sign` printed.
+fn verify_printed(
+    output: &std::process::Output,
+    method: &str,
+    authority: &str,
+    path_and_query: &str,
+) -> Result<(), keyhop_filter::Reason> {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let headers: Vec<(String, Vec<u8>)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(": ").unwrap();
+            (name.to_owned(), value.as_bytes().to_vec())
+        })
+        .collect();
+    let request = Request {
+        method,
+        scheme: "http",
+        authority,
+        path_and_query,
+        headers: &headers,
+    };
+    let config = verify_config();
+    let store = MemoryStore::default();
+    config.replay.init(&store).unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let pending = verify::check_headers(&config, &request, now, &mut Facts::default())?;
+    verify::finish(
+        &config,
+        &mut EpochKeyCache::new(1),
+        pending,
+        &request,
+        b"",
+        &store,
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn fragment_and_userinfo_are_not_signed_as_curl_does_not_send_them() {
+    let output = sign_get(
+        "fragment",
+        "GET",
+        "http://user:pw@risk.riskpartner.example:8080/v1/x?a=1#frag",
+    );
+    assert_eq!(
+        verify_printed(&output, "GET", "risk.riskpartner.example:8080", "/v1/x?a=1"),
+        Ok(())
+    );
+
+    let output = sign_get(
+        "fragment-path",
+        "GET",
+        "http://risk.riskpartner.example/v1/x#frag",
+    );
+    assert_eq!(
+        verify_printed(&output, "GET", "risk.riskpartner.example", "/v1/x"),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_scheme_other_than_http_or_a_method_that_is_no_token_is_refused() {
+    for (method, url) in [
+        ("GET", "ftp://risk.riskpartner.example/v1/x"),
+        ("GET", "risk.riskpartner.example/v1/x"),
+        ("GE T", "http://risk.riskpartner.example/v1/x"),
+        ("", "http://risk.riskpartner.example/v1/x"),
+    ] {
+        let output = sign_get("refused", method, url);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{method} {url}: {stderr}");
+        assert!(output.stdout.is_empty(), "{method} {url}");
+        assert!(stderr.starts_with("keyhop-sim: "), "{stderr}");
+    }
+}

@@ -7,7 +7,7 @@ use keyhop_filter::config::{Config, VerifyConfig};
 use keyhop_filter::keys::EpochKeyCache;
 use keyhop_filter::message::Request;
 use keyhop_filter::replay::MemoryStore;
-use keyhop_filter::verify::{self, Facts};
+use keyhop_filter::verify::{self, Facts, Verified};
 
 const SECRET: &str = "c2lnbi1jbGktdGVzdC1yb290LXNlY3JldC0zMi1ieXRlcw==";
 
@@ -22,98 +22,32 @@ fn verify_config() -> VerifyConfig {
 
 #[test]
 fn signed_headers_verify_with_the_filter_code() {
-    let dir = std::env::temp_dir().join(format!("keyhop-sign-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sign.json");
-    std::fs::write(
-        &config,
-        r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
-            "audience":"spiffe://riskpartner.example/edge",
-            "key":{"id":"portal-2026","secret_env":"KEYHOP_TEST_SECRET"}}"#,
-    )
-    .unwrap();
-    let body = dir.join("body.json");
-    std::fs::write(&body, br#"{"amount":100}"#).unwrap();
+    let url = "http://risk.riskpartner.example/v1/risk/score?ccy=EUR";
+    let output = run_sign("post", "POST", url, br#"{"amount":100}"#);
 
-    let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
-        .args([
-            "sign",
-            "--method",
-            "POST",
-            "--url",
-            "http://risk.riskpartner.example/v1/risk/score?ccy=EUR",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--body")
-        .arg(&body)
-        .env("KEYHOP_TEST_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-
-    let headers: Vec<(String, Vec<u8>)> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (name, value) = line.split_once(": ").unwrap();
-            (name.to_owned(), value.as_bytes().to_vec())
-        })
-        .collect();
-    assert_eq!(headers.len(), 4);
-
-    let request = Request {
-        method: "POST",
-        scheme: "http",
-        authority: "risk.riskpartner.example",
-        path_and_query: "/v1/risk/score?ccy=EUR",
-        headers: &headers,
-    };
-    let config = verify_config();
-    let store = MemoryStore::default();
-    config.replay.init(&store).unwrap();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    let pending = verify::check_headers(&config, &request, now, &mut Facts::default()).unwrap();
-    let verified = verify::finish(
-        &config,
-        &mut EpochKeyCache::new(1),
-        pending,
-        &request,
-        br#"{"amount":100}"#,
-        &store,
+    let body = br#"{"amount":100}"#;
+    let verified = verify_printed(
+        &output,
+        "POST",
+        "risk.riskpartner.example",
+        "/v1/risk/score?ccy=EUR",
+        body,
     )
     .unwrap();
     assert_eq!(
         verified.identity,
         "spiffe://finsphere.example/ns/portal/sa/portal-web"
     );
-
-    let other_path = Request {
-        path_and_query: "/v1/risk/transfer?ccy=EUR",
-        ..request
-    };
-    let pending = verify::check_headers(&config, &other_path, now, &mut Facts::default()).unwrap();
     assert_eq!(
-        verify::finish(
-            &config,
-            &mut EpochKeyCache::new(1),
-            pending,
-            &other_path,
-            br#"{"amount":100}"#,
-            &store
-        ),
-        Err(keyhop_filter::Reason::BadSignature)
+        verify_printed(
+            &output,
+            "POST",
+            "risk.riskpartner.example",
+            "/v1/risk/transfer?ccy=EUR",
+            body,
+        )
+        .err(),
+        Some(keyhop_filter::Reason::BadSignature)
     );
 }
 
@@ -138,8 +72,9 @@ fn a_verify_config_is_not_a_signing_config() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// Runs `keyhop-sim sign` with a sign-mode config for the verifier above and no body.
-fn sign_get(name: &str, method: &str, url: &str) -> std::process::Output {
+/// Runs `keyhop-sim sign` with a sign-mode config for the verifier above (`--body` when
+/// `body` is not empty).
+fn run_sign(name: &str, method: &str, url: &str, body: &[u8]) -> std::process::Output {
     let dir = std::env::temp_dir().join(format!("keyhop-sign-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sign.json");
@@ -150,24 +85,29 @@ fn sign_get(name: &str, method: &str, url: &str) -> std::process::Output {
             "key":{"id":"portal-2026","secret_env":"KEYHOP_TEST_SECRET"}}"#,
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"))
-        .args(["sign", "--method", method, "--url", url])
+    let mut sign = Command::new(env!("CARGO_BIN_EXE_keyhop-sim"));
+    sign.args(["sign", "--method", method, "--url", url])
         .arg("--config")
         .arg(&config)
-        .env("KEYHOP_TEST_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .env("KEYHOP_TEST_SECRET", SECRET);
+    if !body.is_empty() {
+        let file = dir.join("body");
+        std::fs::write(&file, body).unwrap();
+        sign.arg("--body").arg(file);
+    }
+    let output = sign.output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     output
 }
 
-/// The verifier's answer to a bodiless request carrying the headers `sign` printed.
+/// The verifier's answer to a request carrying the four headers `sign` printed.
 fn verify_printed(
     output: &std::process::Output,
     method: &str,
     authority: &str,
     path_and_query: &str,
-) -> Result<(), keyhop_filter::Reason> {
+    body: &[u8],
+) -> Result<Verified, keyhop_filter::Reason> {
     assert!(
         output.status.success(),
         "{}",
@@ -180,6 +120,7 @@ fn verify_printed(
             (name.to_owned(), value.as_bytes().to_vec())
         })
         .collect();
+    assert_eq!(headers.len(), 4);
     let request = Request {
         method,
         scheme: "http",
@@ -203,31 +144,39 @@ fn verify_printed(
         &mut EpochKeyCache::new(1),
         pending,
         &request,
-        b"",
+        body,
         &store,
     )
-    .map(|_| ())
 }
 
 #[test]
 fn fragment_and_userinfo_are_not_signed_as_curl_does_not_send_them() {
-    let output = sign_get(
+    let output = run_sign(
         "fragment",
         "GET",
         "http://user:pw@risk.riskpartner.example:8080/v1/x?a=1#frag",
+        b"",
     );
     assert_eq!(
-        verify_printed(&output, "GET", "risk.riskpartner.example:8080", "/v1/x?a=1"),
+        verify_printed(
+            &output,
+            "GET",
+            "risk.riskpartner.example:8080",
+            "/v1/x?a=1",
+            b""
+        )
+        .map(|_| ()),
         Ok(())
     );
 
-    let output = sign_get(
+    let output = run_sign(
         "fragment-path",
         "GET",
         "http://risk.riskpartner.example/v1/x#frag",
+        b"",
     );
     assert_eq!(
-        verify_printed(&output, "GET", "risk.riskpartner.example", "/v1/x"),
+        verify_printed(&output, "GET", "risk.riskpartner.example", "/v1/x", b"").map(|_| ()),
         Ok(())
     );
 }
@@ -240,7 +189,7 @@ fn a_scheme_other_than_http_or_a_method_that_is_no_token_is_refused() {
         ("GE T", "http://risk.riskpartner.example/v1/x"),
         ("", "http://risk.riskpartner.example/v1/x"),
     ] {
-        let output = sign_get("refused", method, url);
+        let output = run_sign("refused", method, url, b"");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{method} {url}: {stderr}");
         assert!(output.stdout.is_empty(), "{method} {url}");

@@ -233,17 +233,17 @@ fn refuse_duplicate_keys(json: &[u8]) -> Result<(), ConfigError> {
     }
     .deserialize(&mut reader);
     match (read, twice.into_inner()) {
-        (_, Some(path)) => Err(error(path, "appears twice in one object")),
+        (_, Some((path, key))) => Err(error(path, format!("duplicate field `{key}`"))),
         (Err(e), None) => Err(error("(json)", e.to_string())),
         (Ok(()), None) => Ok(()),
     }
 }
 
-/// Walks any JSON value; on the first key an object repeats, notes its path in `twice` and
-/// stops.
+/// Walks any JSON value; on the first key an object repeats, notes its path and the key in
+/// `twice` and stops.
 struct Unique<'t> {
     path: String,
-    twice: &'t RefCell<Option<String>>,
+    twice: &'t RefCell<Option<(String, String)>>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
@@ -308,10 +308,11 @@ impl<'de> serde::de::Visitor<'de> for Unique<'_> {
             } else {
                 format!("{}.{key}", self.path)
             };
-            if !seen.insert(key) {
-                *self.twice.borrow_mut() = Some(path);
+            if seen.contains(&key) {
+                *self.twice.borrow_mut() = Some((path, key));
                 return Err(A::Error::custom("a key appears twice"));
             }
+            seen.insert(key);
             fields.next_value_seed(Unique {
                 path,
                 twice: self.twice,
@@ -1004,7 +1005,7 @@ mod tests {
             refused.map(|e| (e.field, e.message)),
             Some((
                 "identity".to_string(),
-                "appears twice in one object".to_string()
+                "duplicate field `identity`".to_string()
             ))
         );
         assert_eq!(field_of(&verify_json(r#","mode":"verify""#)), "mode");
@@ -1020,6 +1021,13 @@ mod tests {
             "(accepted)"
         );
         assert_eq!(field_of(r#"{"mode":"verify","#), "(json)");
+        // An empty key is named too (the fuzz target found it): the field is "", the
+        // message says which.
+        let empty = Config::from_json(br#"{"mode":"verify","":1,"":2}"#, &env).err();
+        assert_eq!(
+            empty.map(|e| (e.field, e.message)),
+            Some((String::new(), "duplicate field ``".to_string()))
+        );
     }
 
     #[test]

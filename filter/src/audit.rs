@@ -39,9 +39,17 @@ pub struct AuditLine {
     pub request_id: Option<String>,
 }
 
+/// The longest key id copied into a line.
+pub const KEY_ID_MAX: usize = 64;
+
 /// Cuts a request-supplied value to a bounded length, on a character boundary.
 pub fn bounded(value: &str) -> String {
-    value.chars().take(FIELD_MAX).collect()
+    bounded_to(value, FIELD_MAX)
+}
+
+/// Cuts a request-supplied value to at most `max` characters.
+pub fn bounded_to(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
 }
 
 impl AuditLine {

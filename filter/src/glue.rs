@@ -14,7 +14,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::audit::{bounded, AuditLine};
+use crate::audit::{bounded, bounded_to, AuditLine, KEY_ID_MAX};
 use crate::config::{Config, MtlsBinding, SignConfig, VerifyConfig};
 use crate::keys::EpochKeyCache;
 use crate::message::{self, Header, Request};
@@ -702,19 +702,12 @@ impl Stream {
         let field = |name| message::single_header(&self.headers, name);
         let key_id = match (field("signature-input"), field("signature")) {
             (Ok(Some(input)), Ok(Some(_))) => {
-                profile::with_params(input, |params| Ok(bounded_key_id(params.key_id))).ok()
+                profile::with_params(input, |params| Ok(bounded_to(params.key_id, KEY_ID_MAX))).ok()
             }
             _ => None,
         };
         (identity, key_id)
     }
-}
-
-/// The longest key id copied into an audit line, in characters.
-const AUDIT_KEY_ID_MAX: usize = 64;
-
-fn bounded_key_id(key_id: &str) -> String {
-    key_id.chars().take(AUDIT_KEY_ID_MAX).collect()
 }
 
 /// The request headers, less the `drop` fields, which are also removed from the request

@@ -138,16 +138,8 @@ pub fn with_params<T>(
     then: impl FnOnce(Params<'_>) -> Result<T, Reason>,
 ) -> Result<T, Reason> {
     match canonical::signature_input(raw) {
-        Some(params) => {
-            params.check()?;
-            then(params)
-        }
-        None => {
-            let input = sigfields::parse_signature_input(raw)?;
-            let params = params_of(&input)?;
-            params.check()?;
-            then(params)
-        }
+        Some(params) => checked(params, then),
+        None => checked(params_of(&sigfields::parse_signature_input(raw)?)?, then),
     }
 }
 
@@ -158,9 +150,16 @@ pub fn read_signature_input(raw: &[u8]) -> Result<Credential, Reason> {
 
 /// Checks a parsed `Signature-Input` against the profile.
 pub fn read_credential(input: SignatureInput) -> Result<Credential, Reason> {
-    let params = params_of(&input)?;
+    checked(params_of(&input)?, |params| Ok(params.to_credential()))
+}
+
+/// The one place parameters are handed on: after the profile's checks.
+fn checked<T>(
+    params: Params<'_>,
+    then: impl FnOnce(Params<'_>) -> Result<T, Reason>,
+) -> Result<T, Reason> {
     params.check()?;
-    Ok(params.to_credential())
+    then(params)
 }
 
 /// The label, components and parameters a keyhop credential must have, read from a parsed

@@ -17,7 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::audit::{bounded, bounded_to, AuditLine, KEY_ID_MAX};
 use crate::config::{Config, MtlsBinding, SignConfig, VerifyConfig};
 use crate::keys::EpochKeyCache;
-use crate::message::{self, Header, Request};
+use crate::message::{HeaderMap, Request};
 use crate::profile;
 use crate::reason::Reason;
 use crate::replay::{SetOutcome, SharedStore, StoreError};
@@ -195,7 +195,7 @@ impl RootContext for Root {
             plugin: self.plugin.clone(),
             state: State::Headers,
             reply: Reply::Pass,
-            headers: Vec::new(),
+            headers: HeaderMap::new(),
             facts: Facts::default(),
             verified: false,
         }))
@@ -226,7 +226,7 @@ enum Reply {
     /// Sign side: check its signature against the MAC we sent.
     Check([u8; 32]),
     /// Sign or check: headers held, waiting for the body.
-    Waiting(Box<Reply>, u16, Vec<Header>),
+    Waiting(Box<Reply>, u16, HeaderMap),
 }
 
 struct Stream {
@@ -235,7 +235,7 @@ struct Stream {
     plugin: Option<Rc<Plugin>>,
     state: State,
     reply: Reply,
-    headers: Vec<Header>,
+    headers: HeaderMap,
     facts: Facts,
     /// Verify: the request passed every check (the audit line names its identity in full).
     verified: bool,
@@ -295,14 +295,13 @@ impl HttpContext for Stream {
         if matches!(reply, Reply::Pass) {
             return Action::Continue;
         }
-        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+        let headers = match header_map(MapType::HttpResponseHeaders) {
             Ok(headers) => headers,
             Err(_) => return self.refuse_reply(&plugin, Reason::Internal),
         };
         let status = headers
-            .iter()
-            .find(|(n, _)| n == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
+            .first(":status")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
         self.reply = Reply::Waiting(Box::new(reply), status, headers);
         if end_of_stream {
@@ -576,10 +575,7 @@ impl Stream {
                 Err(_) => return self.refuse_reply(plugin, Reason::Internal),
             }
         };
-        let content_type = headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| v.as_slice());
+        let content_type = headers.first("content-type");
 
         match *reply {
             Reply::Sign(authentic) => {
@@ -658,9 +654,8 @@ impl Stream {
         }
         let find = |name: &str| {
             self.headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| bounded(&String::from_utf8_lossy(v)))
+                .first(name)
+                .map(|v| bounded(&String::from_utf8_lossy(v)))
         };
         let (identity, key_id) = match &plugin.config {
             Config::Sign(config) => (Some(config.identity.clone()), Some(config.key_id.clone())),
@@ -689,7 +684,7 @@ impl Stream {
     /// verified, cut short before) and the key id its credential names, read from the headers
     /// as the checks read them.
     fn claimed(&self) -> (Option<String>, Option<String>) {
-        let identity = match message::single_header(&self.headers, profile::IDENTITY_HEADER) {
+        let identity = match self.headers.single(profile::IDENTITY_HEADER) {
             Ok(Some(raw)) => std::str::from_utf8(raw).ok().map(|claimed| {
                 if self.verified {
                     claimed.to_owned()
@@ -699,7 +694,7 @@ impl Stream {
             }),
             _ => None,
         };
-        let field = |name| message::single_header(&self.headers, name);
+        let field = |name| self.headers.single(name);
         let key_id = match (field("signature-input"), field("signature")) {
             (Ok(Some(input)), Ok(Some(_))) => {
                 profile::with_params(input, |params| Ok(bounded_to(params.key_id, KEY_ID_MAX))).ok()
@@ -713,22 +708,54 @@ impl Stream {
 /// The request headers, less the `drop` fields, which are also removed from the request
 /// itself. Only fields that are there are removed: one host call saved per absent field,
 /// which is nearly all of them on nearly every request.
-fn fetch_request_headers<'a>(drop: impl IntoIterator<Item = &'a str>) -> Result<Vec<Header>, ()> {
-    let mut headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|_| ())?;
+fn fetch_request_headers<'a>(drop: impl IntoIterator<Item = &'a str>) -> Result<HeaderMap, ()> {
+    let mut headers = header_map(MapType::HttpRequestHeaders).map_err(|_| ())?;
     for name in drop {
-        if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if headers.contains(name) {
             hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(|_| ())?;
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.remove(name);
         }
     }
     Ok(headers)
 }
 
+/// One of the host's header maps, read in one piece and left where the host wrote it (see
+/// [`HeaderMap::from_host`]). The SDK's reader copies every line into a `String` and a `Vec`
+/// of its own, and panics (trapping the VM) on a status it does not expect or a map it cannot
+/// read; this one returns an error instead.
+fn header_map(map: MapType) -> Result<HeaderMap, Status> {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: MapType,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes at most a pointer and a length through the two pointers, which
+    // point at live locals of the right types.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != Status::Ok as u32 {
+        return Err(Status::InternalFailure);
+    }
+    if data.is_null() {
+        return Ok(HeaderMap::new());
+    }
+    // SAFETY: the host wrote the map into a block of `size` bytes that it asked this module
+    // for through `proxy_on_memory_allocate` (the SDK's, which hands out a boxed slice of
+    // exactly the size asked for), and the block is now ours: the vector takes it over and
+    // frees it with the same allocator.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    HeaderMap::from_host(bytes).ok_or(Status::ParseFailure)
+}
+
 /// The request as the core modules see it, borrowed from the host's header list.
-fn view(headers: &[Header]) -> Result<Request<'_>, Reason> {
+fn view(headers: &HeaderMap) -> Result<Request<'_>, Reason> {
     let pseudo = |name: &str| -> Result<&str, Reason> {
-        match headers.iter().find(|(n, _)| n == name) {
-            Some((_, value)) => std::str::from_utf8(value).map_err(|_| Reason::InvalidHeaderValue),
+        match headers.first(name) {
+            Some(value) => std::str::from_utf8(value).map_err(|_| Reason::InvalidHeaderValue),
             None => Ok(""),
         }
     };

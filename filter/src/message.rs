@@ -4,11 +4,158 @@
 //! only `@authority` is normalised (lowercase, default port dropped), as RFC 9421 §2.2.3 says.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::reason::Reason;
 
-/// One header field line as the host gives it: a lowercase name and the raw value bytes.
-pub type Header = (String, Vec<u8>);
+/// The header field lines of a message, in one buffer: the names and values are read where
+/// the host wrote them (the proxy-wasm serialisation), not copied out line by line.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMap {
+    bytes: Vec<u8>,
+    /// Where each line's name and value sit in `bytes`, in the host's order.
+    lines: Vec<(Range<usize>, Range<usize>)>,
+}
+
+/// No header fields at all.
+static NO_HEADERS: HeaderMap = HeaderMap::new();
+
+impl HeaderMap {
+    /// An empty map.
+    pub const fn new() -> HeaderMap {
+        HeaderMap {
+            bytes: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// An empty map that lives forever, for requests with no fields.
+    pub fn empty() -> &'static HeaderMap {
+        &NO_HEADERS
+    }
+
+    /// Reads a map as the proxy-wasm ABI serialises it: the number of lines (u32, little
+    /// endian), the length of each name and value (u32 pairs), then each name and each value
+    /// followed by a NUL. `None` when the lengths do not fit the bytes or a NUL is missing.
+    pub fn from_host(bytes: Vec<u8>) -> Option<HeaderMap> {
+        if bytes.is_empty() {
+            return Some(HeaderMap::new());
+        }
+        let word = |at: usize| -> Option<usize> {
+            let raw = bytes.get(at..at.checked_add(4)?)?;
+            let raw: [u8; 4] = raw.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(raw)).ok()
+        };
+        let count = word(0)?;
+        let mut at = count.checked_mul(8)?.checked_add(4)?;
+        if at > bytes.len() {
+            return None;
+        }
+        let mut lines = Vec::with_capacity(count);
+        for line in 0..count {
+            let sizes = 4 + line * 8;
+            let mut take = |len: usize| -> Option<Range<usize>> {
+                let end = at.checked_add(len)?;
+                (bytes.get(end) == Some(&0)).then_some(())?;
+                let range = at..end;
+                at = end + 1;
+                Some(range)
+            };
+            let name = take(word(sizes)?)?;
+            let value = take(word(sizes + 4)?)?;
+            lines.push((name, value));
+        }
+        Some(HeaderMap { bytes, lines })
+    }
+
+    /// Adds a field line at the end.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let name_at = self.bytes.len();
+        self.bytes.extend_from_slice(name.as_bytes());
+        let value_at = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.lines
+            .push((name_at..value_at, value_at..self.bytes.len()));
+    }
+
+    /// The field lines in order: name and value bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.lines.iter().map(|(name, value)| {
+            (
+                self.bytes.get(name.clone()).unwrap_or_default(),
+                self.bytes.get(value.clone()).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// How many field lines there are.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The value of the first line named `name` (any case).
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a line named `name` is there.
+    pub fn contains(&self, name: &str) -> bool {
+        self.first(name).is_some()
+    }
+
+    /// The single value of a field, `None` when absent; several field lines are refused as
+    /// [`Reason::DuplicateHeader`].
+    pub fn single(&self, name: &str) -> Result<Option<&[u8]>, Reason> {
+        let mut found = None;
+        for (n, v) in self.iter() {
+            if n.eq_ignore_ascii_case(name.as_bytes()) {
+                if found.is_some() {
+                    return Err(Reason::DuplicateHeader);
+                }
+                found = Some(v);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops every line named `name` (any case); the bytes stay where they are.
+    pub fn remove(&mut self, name: &str) {
+        let bytes = &self.bytes;
+        self.lines.retain(|(n, _)| {
+            !bytes
+                .get(n.clone())
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(name.as_bytes())
+        });
+    }
+}
+
+/// Two maps are equal when they hold the same field lines in the same order, wherever their
+/// bytes sit.
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &HeaderMap) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> FromIterator<(N, V)> for HeaderMap {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(lines: I) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in lines {
+            map.push(name.as_ref(), value.as_ref());
+        }
+        map
+    }
+}
 
 /// A request as the filter sees it, borrowed from the host's header map.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +169,7 @@ pub struct Request<'a> {
     /// `:path`, including the query string, as received.
     pub path_and_query: &'a str,
     /// Every header field line, pseudo-headers included or not.
-    pub headers: &'a [Header],
+    pub headers: &'a HeaderMap,
 }
 
 impl<'a> Request<'a> {
@@ -55,23 +202,8 @@ impl<'a> Request<'a> {
 
     /// The single value of a field, `None` when absent; several field lines are refused.
     pub fn single_header(&self, name: &str) -> Result<Option<&'a [u8]>, Reason> {
-        single_header(self.headers, name)
+        self.headers.single(name)
     }
-}
-
-/// The single value of a field in a header list, `None` when absent; several field lines are
-/// refused as [`Reason::DuplicateHeader`].
-pub fn single_header<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a [u8]>, Reason> {
-    let mut found = None;
-    for (n, v) in headers {
-        if n.eq_ignore_ascii_case(name) {
-            if found.is_some() {
-                return Err(Reason::DuplicateHeader);
-            }
-            found = Some(v.as_slice());
-        }
-    }
-    Ok(found)
 }
 
 /// `@authority`: lowercase, and without the scheme's default port. Borrowed when the
@@ -242,7 +374,7 @@ pub fn signature_base(
 mod tests {
     use super::*;
 
-    fn request<'a>(path: &'a str, headers: &'a [Header]) -> Request<'a> {
+    fn request<'a>(path: &'a str, headers: &'a HeaderMap) -> Request<'a> {
         Request {
             method: "POST",
             scheme: "https",
@@ -271,31 +403,98 @@ mod tests {
 
     #[test]
     fn path_and_query_are_split_without_decoding() {
-        let r = request("/a%2Fb?x=1&y=%20", &[]);
+        let r = request("/a%2Fb?x=1&y=%20", HeaderMap::empty());
         assert_eq!(r.path(), "/a%2Fb");
         assert_eq!(r.query(), "?x=1&y=%20");
-        let r = request("/a", &[]);
+        let r = request("/a", HeaderMap::empty());
         assert_eq!(r.query(), "?");
-        let r = request("?q", &[]);
+        let r = request("?q", HeaderMap::empty());
         assert_eq!(r.path(), "/");
     }
 
     #[test]
     fn duplicate_field_lines_are_refused() {
-        let headers = vec![
-            ("x-a".to_string(), b"1".to_vec()),
-            ("x-a".to_string(), b"2".to_vec()),
-        ];
+        let headers = HeaderMap::from_iter([("x-a", "1"), ("X-A", "2")]);
         let r = request("/", &headers);
         assert_eq!(r.single_header("x-a"), Err(Reason::DuplicateHeader));
     }
 
+    /// The proxy-wasm serialisation of a header map, as a host writes it.
+    fn serialised(lines: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = u32::try_from(lines.len()).unwrap().to_le_bytes().to_vec();
+        for (name, value) in lines {
+            out.extend_from_slice(&u32::try_from(name.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(&u32::try_from(value.len()).unwrap().to_le_bytes());
+        }
+        for (name, value) in lines {
+            for part in [name, value] {
+                out.extend_from_slice(part.as_bytes());
+                out.push(0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_host_map_is_read_in_place_in_order() {
+        let lines = [
+            (":method", "POST"),
+            ("x-empty", ""),
+            ("x-a", "1"),
+            ("x-a", "2"),
+        ];
+        let map = HeaderMap::from_host(serialised(&lines)).expect("a well-formed map");
+        let read: Vec<(&[u8], &[u8])> = map.iter().collect();
+        let want: Vec<(&[u8], &[u8])> = lines
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        assert_eq!(read, want);
+        assert_eq!(map, HeaderMap::from_iter(lines));
+        assert_eq!(map.first("X-A"), Some(&b"1"[..]));
+        assert_eq!(map.single(":method"), Ok(Some(&b"POST"[..])));
+        assert_eq!(map.single("x-a"), Err(Reason::DuplicateHeader));
+        assert_eq!(map.single("x-none"), Ok(None));
+        assert_eq!(HeaderMap::from_host(Vec::new()), Some(HeaderMap::new()));
+        assert_eq!(
+            HeaderMap::from_host(serialised(&[])).map(|m| m.len()),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_host_map_that_does_not_add_up_is_refused_at_every_cut() {
+        let whole = serialised(&[(":path", "/v1/risk/score"), ("content-type", "json")]);
+        for cut in 1..whole.len() {
+            assert_eq!(
+                HeaderMap::from_host(whole[..cut].to_vec()),
+                None,
+                "cut at {cut}"
+            );
+        }
+        // A missing NUL after a value, and a count far past the bytes.
+        let mut no_nul = whole.clone();
+        *no_nul.last_mut().unwrap() = b'x';
+        assert_eq!(HeaderMap::from_host(no_nul), None);
+        let mut huge = whole;
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderMap::from_host(huge), None);
+    }
+
+    #[test]
+    fn removed_fields_are_gone_in_any_case() {
+        let mut map = HeaderMap::from_iter([("x-a", "1"), ("X-B", "2"), ("x-a", "3")]);
+        map.remove("X-a");
+        assert!(!map.contains("x-a"));
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.single("x-b"), Ok(Some(&b"2"[..])));
+        map.push("x-c", b"4");
+        assert_eq!(map.iter().last(), Some((&b"x-c"[..], &b"4"[..])));
+    }
+
     #[test]
     fn field_values_are_trimmed_and_line_breaks_refused() {
-        let headers = vec![
-            ("x-a".to_string(), b"  v \t".to_vec()),
-            ("x-b".to_string(), b"a\nb".to_vec()),
-        ];
+        let headers = HeaderMap::from_iter([("x-a", "  v \t"), ("x-b", "a\nb")]);
         let r = request("/", &headers);
         assert_eq!(Component::Field("x-a".into()).value(&r), Ok(b"v".to_vec()));
         assert_eq!(

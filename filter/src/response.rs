@@ -12,7 +12,7 @@ use sfv::{BareItem, Dictionary, InnerList, Item, ListEntry, Parameters, Parser};
 
 use crate::digest;
 use crate::keys::{self, Direction, RootSecret};
-use crate::message::{self, Header};
+use crate::message::HeaderMap;
 use crate::profile::{sf_integer, sf_key, sf_string, ALG, LABEL};
 use crate::reason::Reason;
 use crate::sigfields;
@@ -159,15 +159,15 @@ pub fn sign(
 }
 
 /// The single value of a response field; several field lines make the response malformed.
-fn single<'a>(headers: &'a [Header], name: &str) -> Result<Option<&'a [u8]>, Reason> {
-    message::single_header(headers, name).map_err(|_| Reason::ResponseMalformed)
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a [u8]>, Reason> {
+    headers.single(name).map_err(|_| Reason::ResponseMalformed)
 }
 
 /// Checks a response against the request whose MAC was `request_signature`.
 pub fn verify(
     key: &ResponseKey<'_>,
     status: u16,
-    headers: &[Header],
+    headers: &HeaderMap,
     body: &[u8],
     request_signature: &[u8],
     now: i64,
@@ -269,23 +269,14 @@ mod tests {
         }
     }
 
-    fn headers(signed: &SignedResponse, content_type: Option<&str>) -> Vec<Header> {
-        let mut headers = vec![
-            (
-                "content-digest".to_string(),
-                signed.content_digest.clone().into_bytes(),
-            ),
-            (
-                "signature-input".to_string(),
-                signed.signature_input.clone().into_bytes(),
-            ),
-            (
-                "signature".to_string(),
-                signed.signature.clone().into_bytes(),
-            ),
-        ];
+    fn headers(signed: &SignedResponse, content_type: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::from_iter([
+            ("content-digest", &signed.content_digest),
+            ("signature-input", &signed.signature_input),
+            ("signature", &signed.signature),
+        ]);
         if let Some(ct) = content_type {
-            headers.push(("content-type".to_string(), ct.as_bytes().to_vec()));
+            headers.push("content-type", ct.as_bytes());
         }
         headers
     }
@@ -362,10 +353,18 @@ mod tests {
     fn unsigned_and_half_signed_responses_are_refused() {
         let root = root();
         assert_eq!(
-            verify(&key(&root), 200, &[], b"", &[0; 32], NOW, WINDOW),
+            verify(
+                &key(&root),
+                200,
+                HeaderMap::empty(),
+                b"",
+                &[0; 32],
+                NOW,
+                WINDOW
+            ),
             Err(Reason::ResponseUnsigned)
         );
-        let only_signature = vec![("signature".to_string(), b"keyhop=:AAAA:".to_vec())];
+        let only_signature = HeaderMap::from_iter([("signature", "keyhop=:AAAA:")]);
         assert_eq!(
             verify(
                 &key(&root),

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use crate::config::SignConfig;
 use crate::digest;
 use crate::keys::{self, EpochKeyCache};
-use crate::message::{self, Request};
+use crate::message::{self, HeaderMap, Request};
 use crate::profile::{self, NewCredential};
 use crate::reason::Reason;
 
@@ -51,16 +51,10 @@ pub fn sign(
     let signature_params = profile::signature_params(&new)?;
 
     let content_digest = digest::field_value(&digest::sha256(body));
-    let covered_headers = vec![
-        (
-            "content-digest".to_string(),
-            content_digest.clone().into_bytes(),
-        ),
-        (
-            profile::IDENTITY_HEADER.to_string(),
-            config.identity.clone().into_bytes(),
-        ),
-    ];
+    let covered_headers = HeaderMap::from_iter([
+        ("content-digest", content_digest.as_str()),
+        (profile::IDENTITY_HEADER, config.identity.as_str()),
+    ]);
     let signed_view = Request {
         headers: &covered_headers,
         ..*request

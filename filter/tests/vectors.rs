@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use hmac::Mac;
 use keyhop_filter::keys::{self, HmacSha256};
-use keyhop_filter::message::{self, Request};
+use keyhop_filter::message::{self, HeaderMap, Request};
 use keyhop_filter::sigfields;
 
 /// RFC 9421 Appendix B.1.5: the `test-shared-secret` key.
@@ -14,16 +14,16 @@ const TEST_SHARED_SECRET: &str =
 /// signature-base builder and MAC must give the RFC's signature exactly.
 #[test]
 fn rfc9421_b_2_5_signing_a_request_using_hmac_sha256() {
-    let headers = vec![
-        ("host".to_string(), b"example.com".to_vec()),
-        ("date".to_string(), b"Tue, 20 Apr 2021 02:07:55 GMT".to_vec()),
-        ("content-type".to_string(), b"application/json".to_vec()),
+    let headers = HeaderMap::from_iter([
+        ("host", "example.com"),
+        ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+        ("content-type", "application/json"),
         (
-            "content-digest".to_string(),
-            b"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:".to_vec(),
+            "content-digest",
+            "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
         ),
-        ("content-length".to_string(), b"18".to_vec()),
-    ];
+        ("content-length", "18"),
+    ]);
     let request = Request {
         method: "POST",
         scheme: "https",

@@ -2,7 +2,7 @@
 
 use keyhop_filter::config::{Config, SignConfig, VerifyConfig};
 use keyhop_filter::keys::EpochKeyCache;
-use keyhop_filter::message::{Header, Request};
+use keyhop_filter::message::{HeaderMap, Request};
 use keyhop_filter::replay::MemoryStore;
 use keyhop_filter::sign::{self, Signed};
 use keyhop_filter::verify::{self, Facts, Verified};
@@ -51,7 +51,7 @@ struct Wire {
     method: String,
     authority: String,
     path: String,
-    headers: Vec<Header>,
+    headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
 
@@ -92,7 +92,7 @@ fn signed_with(
         scheme: "http",
         authority: "risk.riskpartner.example",
         path_and_query: path,
-        headers: &[],
+        headers: HeaderMap::empty(),
     };
     let mut keys = EpochKeyCache::new(4);
     let Signed {
@@ -135,12 +135,13 @@ fn verify_at(
     wire: &Wire,
     now: i64,
 ) -> Result<Verified, Reason> {
+    let headers: HeaderMap = wire.headers.iter().cloned().collect();
     let request = Request {
         method: &wire.method,
         scheme: "http",
         authority: &wire.authority,
         path_and_query: &wire.path,
-        headers: &wire.headers,
+        headers: &headers,
     };
     let mut facts = Facts::default();
     let pending = verify::check_headers(config, &request, now, &mut facts)?;

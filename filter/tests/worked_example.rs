@@ -4,7 +4,7 @@
 
 use keyhop_filter::config::{Config, SignConfig};
 use keyhop_filter::keys::{self, EpochKeyCache, RootSecret};
-use keyhop_filter::message::{self, Component, Request};
+use keyhop_filter::message::{self, Component, HeaderMap, Request};
 use keyhop_filter::profile::{self, NewCredential};
 use keyhop_filter::sign;
 
@@ -52,7 +52,7 @@ fn expected_lines() -> Vec<String> {
         scheme: "http",
         authority: "risk.riskpartner.example",
         path_and_query: "/v1/risk/assess?currency=EUR",
-        headers: &[],
+        headers: HeaderMap::empty(),
     };
     let signed = sign::sign(
         &config,
@@ -71,16 +71,10 @@ fn expected_lines() -> Vec<String> {
         key_id: "portal-2026",
     })
     .expect("params");
-    let covered = vec![
-        (
-            "content-digest".to_string(),
-            signed.content_digest.clone().into_bytes(),
-        ),
-        (
-            "keyhop-identity".to_string(),
-            signed.identity.clone().into_bytes(),
-        ),
-    ];
+    let covered = HeaderMap::from_iter([
+        ("content-digest", &signed.content_digest),
+        ("keyhop-identity", &signed.identity),
+    ]);
     let components: Vec<Component> = profile::REQUIRED_COMPONENTS
         .iter()
         .map(|n| Component::from_name(n).expect("component"))

@@ -44,6 +44,9 @@ impl Plugin {
     pub fn compile_with(wasm: &[u8], guard: Guard) -> Result<Plugin, LoadError> {
         let mut config = Config::new();
         guard.configure(&mut config);
+        if std::env::var_os("KEYHOP_SIM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let module =
             Module::new(&engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;

@@ -163,7 +163,7 @@ fn keygen() -> Result<ExitCode> {
 fn sign(args: &SignArgs) -> Result<ExitCode> {
     use keyhop_filter::config::Config;
     use keyhop_filter::keys::EpochKeyCache;
-    use keyhop_filter::message::Request;
+    use keyhop_filter::message::{HeaderMap, Request};
 
     let target = RequestTarget::parse(&args.url)?;
     if http::Method::from_bytes(args.method.as_bytes()).is_err() {
@@ -195,7 +195,7 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
         scheme: target.scheme,
         authority: &target.authority,
         path_and_query: &target.path_and_query,
-        headers: &[],
+        headers: HeaderMap::empty(),
     };
     let signed = keyhop_filter::sign::sign(
         &config,

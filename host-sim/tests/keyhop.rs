@@ -169,6 +169,30 @@ fn a_signed_request_is_verified_and_stripped() {
     assert_eq!(verifier.metrics()["keyhop.verify.allow"].value, 1);
 }
 
+/// A header name that is not UTF-8 never reaches Envoy's filters (its codecs refuse one), but
+/// the filter must not trust that: the proxy-wasm SDK's own header reader would panic on it
+/// and trap the VM. keyhop reads the map itself, so both sides carry on, and the same worker
+/// serves the next request.
+#[test]
+fn a_header_name_that_is_not_utf8_neither_traps_signer_nor_verifier() {
+    let Some(plugin) = keyhop() else { return };
+    let mut signer = start(&plugin, SIGN_CONFIG, 1);
+    let mut verifier = start(&plugin, VERIFY_CONFIG, 1);
+    let odd = |mut request: Request| {
+        request.headers.push((b"x-\xff".to_vec(), b"1".to_vec()));
+        request
+    };
+
+    let hop_request = odd(signed(&mut signer, &odd(score_request("{}", &[]))));
+    let exchange = verifier.handle(0, &hop_request);
+    assert_eq!(exchange.verdict, Verdict::Continued, "{:?}", exchange.logs);
+
+    let next = signed(&mut signer, &score_request("{}", &[]));
+    let exchange = verifier.handle(0, &next);
+    assert_eq!(exchange.verdict, Verdict::Continued, "{:?}", exchange.logs);
+    assert_eq!(verifier.metrics()["keyhop.verify.allow"].value, 2);
+}
+
 #[test]
 fn a_replay_is_caught_on_another_worker() {
     let Some(plugin) = keyhop() else { return };

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use keyhop_filter::config::{Config, VerifyConfig};
 use keyhop_filter::keys::EpochKeyCache;
-use keyhop_filter::message::Request;
+use keyhop_filter::message::{HeaderMap, Request};
 use keyhop_filter::replay::MemoryStore;
 use keyhop_filter::verify::{self, Facts, Verified};
 
@@ -113,12 +113,10 @@ fn verify_printed(
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let headers: Vec<(String, Vec<u8>)> = String::from_utf8_lossy(&output.stdout)
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let headers: HeaderMap = stdout
         .lines()
-        .map(|line| {
-            let (name, value) = line.split_once(": ").unwrap();
-            (name.to_owned(), value.as_bytes().to_vec())
-        })
+        .map(|line| line.split_once(": ").unwrap())
         .collect();
     assert_eq!(headers.len(), 4);
     let request = Request {

@@ -531,7 +531,7 @@ fn mint(secret: &str, identity: &str, request: &Request) -> Request {
         scheme: "https",
         authority: &authority,
         path_and_query: &request.target,
-        headers: &[],
+        headers: message::HeaderMap::empty(),
     };
     let signed = sign::sign(
         &config,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use keyhop_filter::config::{Config, SignConfig, VerifyConfig};
 use keyhop_filter::keys::EpochKeyCache;
-use keyhop_filter::message::{normalize_authority, Header, Request};
+use keyhop_filter::message::{normalize_authority, HeaderMap, Request};
 use keyhop_filter::replay::MemoryStore;
 use keyhop_filter::sign;
 use keyhop_filter::verify::{self, Facts};
@@ -62,7 +62,7 @@ fn signed_fields(config: &SignConfig) -> Vec<(String, Vec<u8>)> {
         scheme: "http",
         authority: AUTHORITY,
         path_and_query: PATH,
-        headers: &[],
+        headers: HeaderMap::empty(),
     };
     let mut keys = EpochKeyCache::new(2);
     let Ok(signed) = sign::sign(config, &mut keys, &request, BODY, NOW, &[7u8; 16]) else {
@@ -138,7 +138,7 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
             .unwrap_or_default()
     };
     let (method, authority, path) = (text(":method"), text(":authority"), text(":path"));
-    let headers: Vec<Header> = fields
+    let headers: HeaderMap = fields
         .iter()
         .filter(|(n, _)| !n.starts_with(':'))
         .cloned()

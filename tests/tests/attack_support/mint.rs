@@ -110,7 +110,7 @@ impl Minter {
             scheme: "http",
             authority: &authority,
             path_and_query: &request.target,
-            headers: &[],
+            headers: message::HeaderMap::empty(),
         };
         let signed = sign::sign(
             &self.config,

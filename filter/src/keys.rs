@@ -293,7 +293,7 @@ mod tests {
         }
         assert_eq!(
             hkdf_info("k1", 10, "a.example", "aud"),
-            b"keyhop-v1\0k1\010\0a.example\0aud"
+            b"keyhop-v1\0k1\x0010\0a.example\0aud"
         );
     }
 

@@ -1,4 +1,5 @@
 //! Standard test vectors, named after their source, run through keyhop's own code paths.
+#![allow(clippy::expect_used)]
 
 use base64::Engine as _;
 use hmac::Mac;

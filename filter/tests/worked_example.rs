@@ -1,6 +1,7 @@
 //! The worked example of `docs/PROTOCOL.md`, recomputed: every value the document shows must
 //! be what this code produces, so a partner implementing the profile from the document alone
 //! can check their implementation against it.
+#![allow(clippy::expect_used, clippy::panic)]
 
 use keyhop_filter::config::{Config, SignConfig};
 use keyhop_filter::keys::{self, EpochKeyCache, RootSecret};

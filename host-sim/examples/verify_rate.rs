@@ -1,0 +1,158 @@
+//! Verified requests per second through keyhop modules in the simulator, several modules
+//! side by side in one run: blocks of requests alternate between the modules, and each
+//! module's figure is the median block and the best tenth of blocks, per request.
+//!
+//! On a shared machine a single long run is at the mercy of its neighbours; short blocks
+//! interleaved across modules see the same spells, so the comparison holds even when the
+//! absolute figures move.
+//!
+//! `cargo run --release -p keyhop-host-sim --example verify_rate -- A.wasm [B.wasm …]`
+//! (`KEYHOP_RATE_BLOCKS`, default 300, blocks per module; 100 requests each).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::time::Instant;
+
+use keyhop_host_sim::abi::LogLevel;
+use keyhop_host_sim::{Host, HostConfig, Plugin, Request, Verdict};
+
+const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+const SIGN_CONFIG: &str = r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
+ "audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
+ "key":{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET"},"lifetime_seconds":10}"#;
+
+const VERIFY_CONFIG: &str = r#"{"mode":"verify","audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
+ "keys":[{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET","alg":"hmac-sha256","trust_domains":["finsphere.example"]}],
+ "routes":[{"methods":["POST"],"path_prefix":"/v1/risk/","allow":["spiffe://finsphere.example/ns/portal/sa/portal-web"]}]}"#;
+
+const BLOCK: usize = 100;
+/// Blocks per verifier VM: a fresh VM (and replay cache) well before the cache could fill.
+const BLOCKS_PER_VM: usize = 20;
+
+fn config(plugin_configuration: &str) -> HostConfig {
+    HostConfig {
+        plugin_configuration: plugin_configuration.as_bytes().to_vec(),
+        env: vec![("KEYHOP_PORTAL_SECRET".to_owned(), SECRET.to_owned())],
+        log_level: LogLevel::Warn,
+        ..HostConfig::default()
+    }
+}
+
+/// The request the bench in `benches/requests.rs` sends.
+fn request() -> Request {
+    let headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "risk.partner.example"),
+        (":path", "/v1/risk/score"),
+        ("content-type", "application/json"),
+        ("x-request-id", "bench"),
+    ];
+    Request {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+        body_chunks: vec![br#"{"account":"12345678","amount":1999}"#.to_vec()],
+        ..Request::default()
+    }
+}
+
+struct Subject {
+    path: String,
+    plugin: Plugin,
+    signer: Host,
+    verifier: Option<Host>,
+    blocks_on_vm: usize,
+    /// Microseconds per request, one per block.
+    per_request: Vec<f64>,
+}
+
+impl Subject {
+    fn block(&mut self, request: &Request) {
+        if self.verifier.is_none() || self.blocks_on_vm == BLOCKS_PER_VM {
+            self.verifier = Some(Host::start(&self.plugin, config(VERIFY_CONFIG), 1).unwrap());
+            self.blocks_on_vm = 0;
+        }
+        let signed: Vec<Request> = (0..BLOCK)
+            .map(|_| {
+                let upstream = self.signer.handle(0, request).upstream.unwrap();
+                Request {
+                    headers: upstream.headers,
+                    body_chunks: vec![upstream.body],
+                    ..Request::default()
+                }
+            })
+            .collect();
+        let verifier = self.verifier.as_mut().unwrap();
+        let started = Instant::now();
+        for hop in &signed {
+            let exchange = verifier.handle(0, hop);
+            assert_eq!(exchange.verdict, Verdict::Continued, "{:?}", exchange.logs);
+        }
+        let elapsed = started.elapsed();
+        self.blocks_on_vm += 1;
+        self.per_request
+            .push(elapsed.as_secs_f64() * 1e6 / BLOCK as f64);
+    }
+}
+
+fn main() {
+    let paths: Vec<String> = std::env::args().skip(1).collect();
+    assert!(
+        !paths.is_empty(),
+        "usage: verify_rate MODULE.wasm [MODULE.wasm …]"
+    );
+    let blocks: usize = std::env::var("KEYHOP_RATE_BLOCKS")
+        .ok()
+        .map(|b| b.parse().expect("KEYHOP_RATE_BLOCKS is a number"))
+        .unwrap_or(300);
+    let request = request();
+    let mut subjects: Vec<Subject> = paths
+        .into_iter()
+        .map(|path| {
+            let plugin = Plugin::compile(&std::fs::read(&path).unwrap()).unwrap();
+            let signer = Host::start(&plugin, config(SIGN_CONFIG), 1).unwrap();
+            Subject {
+                path,
+                plugin,
+                signer,
+                verifier: None,
+                blocks_on_vm: 0,
+                per_request: Vec::new(),
+            }
+        })
+        .collect();
+    // A few untimed blocks each first, then the measured ones, alternating.
+    for subject in &mut subjects {
+        for _ in 0..5 {
+            subject.block(&request);
+        }
+        subject.per_request.clear();
+    }
+    for _ in 0..blocks {
+        for subject in &mut subjects {
+            subject.block(&request);
+        }
+    }
+    println!("verify per request, {blocks} blocks of {BLOCK} per module, alternating:");
+    for subject in &mut subjects {
+        subject.per_request.sort_by(f64::total_cmp);
+        let n = subject.per_request.len();
+        let median = subject.per_request[n / 2];
+        let best_tenth = subject.per_request[n / 10];
+        println!(
+            "  {:>7.2} µs median ({:>7.0}/s)  {:>7.2} µs best tenth ({:>7.0}/s)  {}",
+            median,
+            1e6 / median,
+            best_tenth,
+            1e6 / best_tenth,
+            subject.path
+        );
+    }
+}

@@ -6,7 +6,6 @@
 //! trait helpers, which panic on unexpected statuses and would trap the VM.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -39,7 +38,9 @@ const KEY_CACHE_ENTRIES: usize = 16;
 const BODY_WAIT_MS: u64 = 10_000;
 
 /// Streams paused for a body that has not started to arrive: context id → deadline (ms).
-type Waiting = Rc<RefCell<HashMap<u32, u64>>>;
+/// Keyed by the host's context ids, not by anything a caller sends, so FxHash will do (an
+/// insert and a remove on every request with a body).
+type Waiting = Rc<RefCell<rustc_hash::FxHashMap<u32, u64>>>;
 
 /// A configured plugin, shared by the root context and every stream of this VM.
 struct Plugin {
@@ -435,23 +436,17 @@ impl Stream {
         let Config::Verify(config) = &plugin.config else {
             return self.refuse(Some(plugin), Reason::Internal);
         };
-        let authentic = {
+        let checked = view(&self.headers).and_then(|request| {
             let Ok(mut keys) = plugin.keys.try_borrow_mut() else {
-                return self.refuse(Some(plugin), Reason::Internal);
+                return Err(Reason::Internal);
             };
-            match view(&self.headers) {
-                Ok(request) => verify::authenticate(config, &mut keys, pending, &request, body),
-                Err(reason) => Err(reason),
-            }
-        };
-        let authentic = match authentic {
-            Ok(authentic) => authentic,
+            let authentic = verify::authenticate(config, &mut keys, pending, &request, body)?;
+            let authorized = verify::authorize(config, &authentic, &request, &HostStore);
+            Ok((authentic, authorized))
+        });
+        let (authentic, authorized) = match checked {
+            Ok(checked) => checked,
             Err(reason) => return self.refuse(Some(plugin), reason),
-        };
-
-        let authorized = match view(&self.headers) {
-            Ok(request) => verify::authorize(config, &authentic, &request, &HostStore),
-            Err(reason) => Err(reason),
         };
         let identity_set = authorized.and_then(|()| {
             for name in profile::CREDENTIAL_HEADERS {

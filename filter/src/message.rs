@@ -15,6 +15,58 @@ pub struct HeaderMap {
     bytes: Vec<u8>,
     /// Where each line's name and value sit in `bytes`, in the host's order.
     lines: Vec<(Range<usize>, Range<usize>)>,
+    /// Where the lines of the [`NOTED`] fields are, kept as lines come and go.
+    noted: [Noted; NOTED.len()],
+}
+
+/// The fields keyhop reads on every request, several times each (the pseudo-headers of the
+/// request's view, the header checks, the digest, the signature base): the map notes their
+/// lines as it is built, so looking one up does not scan every line again.
+pub const NOTED: [&str; 8] = [
+    ":method",
+    ":scheme",
+    ":authority",
+    ":path",
+    "signature-input",
+    "signature",
+    "content-digest",
+    "keyhop-identity",
+];
+
+/// Where a noted field's lines are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Noted {
+    #[default]
+    Absent,
+    /// One line, this one.
+    One(usize),
+    /// Several lines, the first of them this one.
+    Several(usize),
+}
+
+/// Which of the [`NOTED`] fields `name` is (any case).
+fn noted_slot(name: &[u8]) -> Option<usize> {
+    // By length first: most names have a length no noted field has.
+    let candidates: &[usize] = match name.len() {
+        5 => &[3],
+        7 => &[0, 1],
+        9 => &[5],
+        10 => &[2],
+        14 => &[6],
+        15 => &[4, 7],
+        _ => return None,
+    };
+    // Envoy hands names over in lowercase, so an exact comparison nearly always settles it.
+    let is = |slot: &usize| NOTED.get(*slot).map(|noted| noted.as_bytes());
+    candidates
+        .iter()
+        .find(|slot| is(slot) == Some(name))
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|slot| is(slot).is_some_and(|noted| noted.eq_ignore_ascii_case(name)))
+        })
+        .copied()
 }
 
 /// No header fields at all.
@@ -26,6 +78,7 @@ impl HeaderMap {
         HeaderMap {
             bytes: Vec::new(),
             lines: Vec::new(),
+            noted: [Noted::Absent; NOTED.len()],
         }
     }
 
@@ -65,7 +118,13 @@ impl HeaderMap {
             let value = take(word(sizes + 4)?)?;
             lines.push((name, value));
         }
-        Some(HeaderMap { bytes, lines })
+        let mut map = HeaderMap {
+            bytes,
+            lines,
+            noted: [Noted::Absent; NOTED.len()],
+        };
+        map.note_all();
+        Some(map)
     }
 
     /// Adds a field line at the end.
@@ -76,6 +135,42 @@ impl HeaderMap {
         self.bytes.extend_from_slice(value);
         self.lines
             .push((name_at..value_at, value_at..self.bytes.len()));
+        self.note(self.lines.len() - 1);
+    }
+
+    /// Notes line `line` if it is one of the [`NOTED`] fields.
+    fn note(&mut self, line: usize) {
+        let Some((name, _)) = self.lines.get(line) else {
+            return;
+        };
+        let slot = self.bytes.get(name.clone()).and_then(noted_slot);
+        if let Some(noted) = slot.and_then(|slot| self.noted.get_mut(slot)) {
+            *noted = match *noted {
+                Noted::Absent => Noted::One(line),
+                Noted::One(first) | Noted::Several(first) => Noted::Several(first),
+            };
+        }
+    }
+
+    /// Notes every line afresh.
+    fn note_all(&mut self) {
+        self.noted = [Noted::Absent; NOTED.len()];
+        for line in 0..self.lines.len() {
+            self.note(line);
+        }
+    }
+
+    /// The value of line `line`.
+    fn value(&self, line: usize) -> &[u8] {
+        self.lines
+            .get(line)
+            .and_then(|(_, value)| self.bytes.get(value.clone()))
+            .unwrap_or_default()
+    }
+
+    /// What the map noted of `name`, if it is one of the [`NOTED`] fields.
+    fn noted(&self, name: &str) -> Option<Noted> {
+        noted_slot(name.as_bytes()).and_then(|slot| self.noted.get(slot).copied())
     }
 
     /// The field lines in order: name and value bytes.
@@ -100,9 +195,27 @@ impl HeaderMap {
 
     /// The value of the first line named `name` (any case).
     pub fn first(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        match self.noted(name) {
+            Some(Noted::Absent) => None,
+            Some(Noted::One(line) | Noted::Several(line)) => Some(self.value(line)),
+            None => self.named(name).next(),
+        }
+    }
+
+    /// The values of the lines named `name` (any case), in order. A line whose name has
+    /// another length is passed over without reading its bytes: nearly every line, on every
+    /// lookup.
+    fn named<'m, 'n>(&'m self, name: &'n str) -> impl Iterator<Item = &'m [u8]> + use<'m, 'n> {
+        self.lines.iter().filter_map(move |(n, v)| {
+            if n.len() != name.len() {
+                return None;
+            }
+            let line_name = self.bytes.get(n.clone())?;
+            if !line_name.eq_ignore_ascii_case(name.as_bytes()) {
+                return None;
+            }
+            Some(self.bytes.get(v.clone()).unwrap_or_default())
+        })
     }
 
     /// Whether a line named `name` is there.
@@ -113,14 +226,16 @@ impl HeaderMap {
     /// The single value of a field, `None` when absent; several field lines are refused as
     /// [`Reason::DuplicateHeader`].
     pub fn single(&self, name: &str) -> Result<Option<&[u8]>, Reason> {
-        let mut found = None;
-        for (n, v) in self.iter() {
-            if n.eq_ignore_ascii_case(name.as_bytes()) {
-                if found.is_some() {
-                    return Err(Reason::DuplicateHeader);
-                }
-                found = Some(v);
-            }
+        match self.noted(name) {
+            Some(Noted::Absent) => return Ok(None),
+            Some(Noted::One(line)) => return Ok(Some(self.value(line))),
+            Some(Noted::Several(_)) => return Err(Reason::DuplicateHeader),
+            None => {}
+        }
+        let mut values = self.named(name);
+        let found = values.next();
+        if values.next().is_some() {
+            return Err(Reason::DuplicateHeader);
         }
         Ok(found)
     }
@@ -134,6 +249,7 @@ impl HeaderMap {
                 .unwrap_or_default()
                 .eq_ignore_ascii_case(name.as_bytes())
         });
+        self.note_all();
     }
 }
 
@@ -479,6 +595,107 @@ mod tests {
         let mut huge = whole;
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(HeaderMap::from_host(huge), None);
+    }
+
+    /// What `single` and `first` answer.
+    type Answers<'m> = (Result<Option<&'m [u8]>, Reason>, Option<&'m [u8]>);
+
+    /// `single` and `first` as a plain scan of the lines would answer them.
+    fn scanned<'m>(map: &'m HeaderMap, name: &str) -> Answers<'m> {
+        let values: Vec<&[u8]> = map
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+            .collect();
+        let single = match values.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(Reason::DuplicateHeader),
+        };
+        (single, values.first().copied())
+    }
+
+    #[test]
+    fn noted_fields_are_found_as_a_scan_finds_them() {
+        assert!(NOTED.contains(&crate::profile::IDENTITY_HEADER));
+        for name in crate::profile::CREDENTIAL_HEADERS {
+            assert!(NOTED.contains(&name), "{name}");
+        }
+        // Every noted field is found by its slot, and only by it.
+        for (slot, name) in NOTED.iter().enumerate() {
+            assert_eq!(noted_slot(name.as_bytes()), Some(slot));
+            assert_eq!(noted_slot(name.to_ascii_uppercase().as_bytes()), Some(slot));
+        }
+        for other in ["x-method", ":methox", "signaturf", "content-digesT-", ""] {
+            assert_eq!(noted_slot(other.as_bytes()), None, "{other}");
+        }
+        let names = [
+            ":path",
+            ":method",
+            "signature",
+            "Signature",
+            "signature-input",
+            "content-digest",
+            "keyhop-identity",
+            "KEYHOP-IDENTITY",
+            "x-other",
+            "signature-inpux",
+        ];
+        // Every map of up to three lines drawn from `names` (values say which line), then the
+        // same map after removing each name and after adding a line of each.
+        let mut maps = vec![HeaderMap::new()];
+        for len in 1..=3u32 {
+            for pick in 0..names.len().pow(len) {
+                let mut map = HeaderMap::new();
+                let mut rest = pick;
+                for line in 0..len {
+                    map.push(names[rest % names.len()], format!("v{line}").as_bytes());
+                    rest /= names.len();
+                }
+                maps.push(map);
+            }
+        }
+        let serialised_too: Vec<HeaderMap> = maps
+            .iter()
+            .map(|map| {
+                let lines: Vec<(String, String)> = map
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            String::from_utf8(n.to_vec()).unwrap(),
+                            String::from_utf8(v.to_vec()).unwrap(),
+                        )
+                    })
+                    .collect();
+                let lines: Vec<(&str, &str)> = lines
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                HeaderMap::from_host(serialised(&lines)).unwrap()
+            })
+            .collect();
+        let mut checked = 0;
+        for map in maps.iter().chain(&serialised_too) {
+            let mut variants = vec![map.clone()];
+            for name in names {
+                let mut removed = map.clone();
+                removed.remove(name);
+                variants.push(removed);
+                let mut added = map.clone();
+                added.push(name, b"added");
+                variants.push(added);
+            }
+            for variant in &variants {
+                for name in names {
+                    let (single, first) = scanned(variant, name);
+                    assert_eq!(variant.single(name), single, "{variant:?} {name}");
+                    assert_eq!(variant.first(name), first, "{variant:?} {name}");
+                    assert_eq!(variant.contains(name), first.is_some());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
     }
 
     #[test]

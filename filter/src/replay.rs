@@ -92,15 +92,8 @@ impl ReplayCache {
     }
 
     /// The shared-data key of one shard of one slot.
-    pub fn key(slot: u64, shard: u32) -> String {
-        // On every request: the numbers written with itoa rather than through `format!`.
-        let mut digits = itoa::Buffer::new();
-        let mut key = String::with_capacity(40);
-        key.push_str("keyhop.replay.");
-        key.push_str(digits.format(slot));
-        key.push('.');
-        key.push_str(digits.format(shard));
-        key
+    pub fn key(slot: u64, shard: u32) -> ShardKey {
+        ShardKey::new(slot, shard)
     }
 
     /// Creates every key that does not exist yet, so that request-time updates are always
@@ -109,8 +102,8 @@ impl ReplayCache {
         for slot in 0..self.buckets {
             for shard in 0..self.shards {
                 let key = ReplayCache::key(slot, shard);
-                if store.get(&key)?.is_none() {
-                    store.set(&key, &0u64.to_le_bytes(), 0)?;
+                if store.get(key.as_str())?.is_none() {
+                    store.set(key.as_str(), &0u64.to_le_bytes(), 0)?;
                 }
             }
         }
@@ -137,7 +130,7 @@ impl ReplayCache {
 
         for _ in 0..MAX_ATTEMPTS {
             let (value, cas) = store
-                .get(&key)
+                .get(key.as_str())
                 .map_err(|_| Reason::ReplayStoreUnavailable)?
                 .ok_or(Reason::ReplayStoreUnavailable)?;
             let (stored_bucket, entries) = split(&value).ok_or(Reason::ReplayStoreUnavailable)?;
@@ -166,13 +159,69 @@ impl ReplayCache {
             updated.extend_from_slice(&bucket.to_le_bytes());
             updated.extend_from_slice(entries);
             updated.extend_from_slice(&fingerprint);
-            match store.set(&key, &updated, cas) {
+            match store.set(key.as_str(), &updated, cas) {
                 Ok(SetOutcome::Stored) => return Ok(()),
                 Ok(SetOutcome::CasMismatch) => continue,
                 Err(StoreError) => return Err(Reason::ReplayStoreUnavailable),
             }
         }
         Err(Reason::ReplayStoreUnavailable)
+    }
+}
+
+/// `keyhop.replay.SLOT.SHARD`, written on the stack: the key is made on every request, and
+/// the longest one (both numbers at their maximum) is 45 bytes.
+#[derive(Clone, Copy)]
+pub struct ShardKey {
+    bytes: [u8; ShardKey::CAPACITY],
+    len: usize,
+}
+
+impl ShardKey {
+    const PREFIX: &'static str = "keyhop.replay.";
+    const CAPACITY: usize = ShardKey::PREFIX.len() + 20 + 1 + 10;
+
+    fn new(slot: u64, shard: u32) -> ShardKey {
+        let mut key = ShardKey {
+            bytes: [0; ShardKey::CAPACITY],
+            len: 0,
+        };
+        let mut digits = itoa::Buffer::new();
+        key.push(ShardKey::PREFIX);
+        key.push(digits.format(slot));
+        key.push(".");
+        key.push(digits.format(shard));
+        key
+    }
+
+    /// Appends ASCII text; the capacity holds the longest key, so nothing is ever cut.
+    fn push(&mut self, text: &str) {
+        let end = self.len.saturating_add(text.len()).min(ShardKey::CAPACITY);
+        if let (Some(to), Some(from)) = (
+            self.bytes.get_mut(self.len..end),
+            text.as_bytes().get(..end - self.len),
+        ) {
+            to.copy_from_slice(from);
+            self.len = end;
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever pushed, so the bytes are always UTF-8.
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ShardKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -202,10 +251,13 @@ fn split(value: &[u8]) -> Option<(u64, &[u8])> {
     Some((bucket, entries))
 }
 
-/// An in-memory [`SharedStore`] with Envoy's semantics, for tests and native tools.
+/// An in-memory [`SharedStore`] with Envoy's semantics, for tests and native tools. It stands
+/// in for host code (Envoy's shared data is C++), so it hashes keys with FxHash, as cheap as
+/// the host's own map, and rewrites a value in place: what it costs inside a Wasm VM is then
+/// close to what the guest pays in Envoy, a copy of the value out and one back in.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+    map: std::sync::Mutex<rustc_hash::FxHashMap<String, (Vec<u8>, u32)>>,
     next_cas: std::sync::atomic::AtomicU32,
 }
 
@@ -217,17 +269,24 @@ impl SharedStore for MemoryStore {
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
         let mut map = self.map.lock().map_err(|_| StoreError)?;
-        if let Some((_, current)) = map.get(key) {
-            if cas != 0 && cas != *current {
-                return Ok(SetOutcome::CasMismatch);
+        let next = || {
+            self.next_cas
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1
+        };
+        match map.get_mut(key) {
+            Some((_, current)) if cas != 0 && cas != *current => Ok(SetOutcome::CasMismatch),
+            Some((stored, current)) => {
+                stored.clear();
+                stored.extend_from_slice(value);
+                *current = next();
+                Ok(SetOutcome::Stored)
+            }
+            None => {
+                map.insert(key.to_owned(), (value.to_vec(), next()));
+                Ok(SetOutcome::Stored)
             }
         }
-        let next = self
-            .next_cas
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        map.insert(key.to_string(), (value.to_vec(), next));
-        Ok(SetOutcome::Stored)
     }
 }
 
@@ -241,7 +300,7 @@ mod tests {
         assert_eq!(ReplayCache::key(0, 0), "keyhop.replay.0.0");
         assert_eq!(ReplayCache::key(12, 1023), "keyhop.replay.12.1023");
         assert_eq!(
-            ReplayCache::key(u64::MAX, u32::MAX),
+            ReplayCache::key(u64::MAX, u32::MAX).as_str(),
             format!("keyhop.replay.{}.{}", u64::MAX, u32::MAX)
         );
     }

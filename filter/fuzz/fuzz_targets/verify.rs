@@ -177,9 +177,9 @@ fn run(data: &[u8]) -> ArbitraryResult<()> {
     assert_eq!(path, PATH);
     assert_eq!(body, BODY);
     assert_eq!(verified.identity, IDENTITY);
-    let identities: Vec<&Vec<u8>> = headers
+    let identities: Vec<&[u8]> = headers
         .iter()
-        .filter(|(n, _)| n == "keyhop-identity")
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"keyhop-identity"))
         .map(|(_, v)| v)
         .collect();
     assert_eq!(identities.len(), 1);

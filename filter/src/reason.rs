@@ -233,4 +233,16 @@ mod tests {
         assert_eq!(Reason::ResponseBadSignature.status(), 502);
         assert_eq!(Reason::PeerIdentityMismatch.status(), 401);
     }
+
+    /// A partner reads the codes in `docs/PROTOCOL.md`: every one the filter can send is there.
+    #[test]
+    fn every_code_is_in_the_protocol_document() {
+        let protocol = include_str!("../../docs/PROTOCOL.md");
+        let missing: Vec<&str> = Reason::ALL
+            .iter()
+            .map(|r| r.code())
+            .filter(|code| !protocol.contains(&format!("`{code}`")))
+            .collect();
+        assert!(missing.is_empty(), "docs/PROTOCOL.md lacks {missing:?}");
+    }
 }

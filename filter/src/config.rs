@@ -926,7 +926,7 @@ fn read_secret(
     let value = env(var).ok_or_else(|| {
         error(
             field,
-            format!("environment variable {var} is not set in the Wasm VM"),
+            format!("environment variable {var} is not set (in Envoy, give it through vm_config.environment_variables)"),
         )
     })?;
     let bytes = base64::engine::general_purpose::STANDARD

@@ -15,6 +15,7 @@
     clippy::panic
 )]
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use keyhop_host_sim::abi::LogLevel;
@@ -74,70 +75,100 @@ struct Subject {
 }
 
 impl Subject {
-    fn block(&mut self, request: &Request) {
+    /// One block of verified requests, signed first (untimed) by the same module.
+    fn block(&mut self, request: &Request) -> Result<(), String> {
         if self.verifier.is_none() || self.blocks_on_vm == BLOCKS_PER_VM {
-            self.verifier = Some(Host::start(&self.plugin, config(VERIFY_CONFIG), 1).unwrap());
+            let verifier = Host::start(&self.plugin, config(VERIFY_CONFIG), 1)
+                .map_err(|e| format!("{}: the verifying plugin does not start: {e}", self.path))?;
+            self.verifier = Some(verifier);
             self.blocks_on_vm = 0;
         }
-        let signed: Vec<Request> = (0..BLOCK)
-            .map(|_| {
-                let upstream = self.signer.handle(0, request).upstream.unwrap();
-                Request {
-                    headers: upstream.headers,
-                    body_chunks: vec![upstream.body],
-                    ..Request::default()
-                }
-            })
-            .collect();
-        let verifier = self.verifier.as_mut().unwrap();
+        let mut signed = Vec::with_capacity(BLOCK);
+        for _ in 0..BLOCK {
+            let exchange = self.signer.handle(0, request);
+            let upstream = exchange.upstream.ok_or_else(|| {
+                format!(
+                    "{}: signing did not pass the request on: {:?}",
+                    self.path, exchange.logs
+                )
+            })?;
+            signed.push(Request {
+                headers: upstream.headers,
+                body_chunks: vec![upstream.body],
+                ..Request::default()
+            });
+        }
+        let Some(verifier) = self.verifier.as_mut() else {
+            return Err("no verifier".to_owned());
+        };
         let started = Instant::now();
         for hop in &signed {
             let exchange = verifier.handle(0, hop);
-            assert_eq!(exchange.verdict, Verdict::Continued, "{:?}", exchange.logs);
+            if exchange.verdict != Verdict::Continued {
+                return Err(format!(
+                    "{}: a freshly signed request was refused: {:?}",
+                    self.path, exchange.logs
+                ));
+            }
         }
         let elapsed = started.elapsed();
         self.blocks_on_vm += 1;
         self.per_request
             .push(elapsed.as_secs_f64() * 1e6 / BLOCK as f64);
+        Ok(())
     }
 }
 
-fn main() {
+const USAGE: &str = "usage: verify_rate MODULE.wasm [MODULE.wasm …] (KEYHOP_RATE_BLOCKS: blocks per module, at least 1, default 300)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("verify_rate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
     let paths: Vec<String> = std::env::args().skip(1).collect();
-    assert!(
-        !paths.is_empty(),
-        "usage: verify_rate MODULE.wasm [MODULE.wasm …]"
-    );
-    let blocks: usize = std::env::var("KEYHOP_RATE_BLOCKS")
-        .ok()
-        .map(|b| b.parse().expect("KEYHOP_RATE_BLOCKS is a number"))
-        .unwrap_or(300);
+    if paths.is_empty() || paths.iter().any(|p| p == "-h" || p == "--help") {
+        return Err(USAGE.to_owned());
+    }
+    let blocks: usize = match std::env::var("KEYHOP_RATE_BLOCKS") {
+        Ok(text) => match text.parse() {
+            Ok(blocks) if blocks >= 1 => blocks,
+            _ => return Err(format!("KEYHOP_RATE_BLOCKS={text}: {USAGE}")),
+        },
+        Err(_) => 300,
+    };
     let request = request();
-    let mut subjects: Vec<Subject> = paths
-        .into_iter()
-        .map(|path| {
-            let plugin = Plugin::compile(&std::fs::read(&path).unwrap()).unwrap();
-            let signer = Host::start(&plugin, config(SIGN_CONFIG), 1).unwrap();
-            Subject {
-                path,
-                plugin,
-                signer,
-                verifier: None,
-                blocks_on_vm: 0,
-                per_request: Vec::new(),
-            }
-        })
-        .collect();
+    let mut subjects = Vec::new();
+    for path in paths {
+        let wasm = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let plugin = Plugin::compile(&wasm).map_err(|e| format!("{path}: {e}"))?;
+        let signer = Host::start(&plugin, config(SIGN_CONFIG), 1)
+            .map_err(|e| format!("{path}: the signing plugin does not start: {e}"))?;
+        subjects.push(Subject {
+            path,
+            plugin,
+            signer,
+            verifier: None,
+            blocks_on_vm: 0,
+            per_request: Vec::new(),
+        });
+    }
     // A few untimed blocks each first, then the measured ones, alternating.
     for subject in &mut subjects {
         for _ in 0..5 {
-            subject.block(&request);
+            subject.block(&request)?;
         }
         subject.per_request.clear();
     }
     for _ in 0..blocks {
         for subject in &mut subjects {
-            subject.block(&request);
+            subject.block(&request)?;
         }
     }
     println!("verify per request, {blocks} blocks of {BLOCK} per module, alternating:");
@@ -155,4 +186,5 @@ fn main() {
             subject.path
         );
     }
+    Ok(())
 }

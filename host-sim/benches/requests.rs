@@ -16,8 +16,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use keyhop_host_sim::abi::LogLevel;
-use keyhop_host_sim::{Host, HostConfig, Plugin, Request, Verdict};
+use keyhop_host_sim::{Host, Plugin, Request, Verdict};
+
+mod keyhop_load;
+use keyhop_load::{config, request, SIGN_CONFIG, VERIFY_CONFIG};
 
 const PASSTHROUGH: &str = r#"(module
   (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
@@ -35,47 +37,9 @@ const PASSTHROUGH: &str = r#"(module
     (drop (call $add (i32.const 0) (i32.const 1040) (i32.const 6) (i32.load (i32.const 0)) (i32.load (i32.const 4))))
     (i32.const 0)))"#;
 
-const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-const SIGN_CONFIG: &str = r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
- "audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
- "key":{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET"},"lifetime_seconds":10}"#;
-
-const VERIFY_CONFIG: &str = r#"{"mode":"verify","audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
- "keys":[{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET","alg":"hmac-sha256","trust_domains":["finsphere.example"]}],
- "routes":[{"methods":["POST"],"path_prefix":"/v1/risk/","allow":["spiffe://finsphere.example/ns/portal/sa/portal-web"]}]}"#;
-
 /// Fresh replay caches every this many verified requests, well under the
 /// default cache size, so that the cache never fills during a measurement.
 const VERIFY_BATCH: u64 = 2000;
-
-fn request() -> Request {
-    let headers = [
-        (":method", "POST"),
-        (":scheme", "https"),
-        (":authority", "risk.partner.example"),
-        (":path", "/v1/risk/score"),
-        ("content-type", "application/json"),
-        ("x-request-id", "bench"),
-    ];
-    Request {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect(),
-        body_chunks: vec![br#"{"account":"12345678","amount":1999}"#.to_vec()],
-        ..Request::default()
-    }
-}
-
-fn config(plugin_configuration: &str) -> HostConfig {
-    HostConfig {
-        plugin_configuration: plugin_configuration.as_bytes().to_vec(),
-        env: vec![("KEYHOP_PORTAL_SECRET".to_owned(), SECRET.to_owned())],
-        log_level: LogLevel::Warn,
-        ..HostConfig::default()
-    }
-}
 
 fn passthrough(c: &mut Criterion) {
     let plugin = Plugin::compile(PASSTHROUGH.as_bytes()).unwrap();

@@ -18,51 +18,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use keyhop_host_sim::abi::LogLevel;
-use keyhop_host_sim::{Host, HostConfig, Plugin, Request, Verdict};
+use keyhop_host_sim::{Host, Plugin, Request, Verdict};
 
-const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-const SIGN_CONFIG: &str = r#"{"mode":"sign","identity":"spiffe://finsphere.example/ns/portal/sa/portal-web",
- "audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
- "key":{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET"},"lifetime_seconds":10}"#;
-
-const VERIFY_CONFIG: &str = r#"{"mode":"verify","audience":"spiffe://riskpartner.example/edge","hop_seconds":10,
- "keys":[{"id":"portal-2026","secret_env":"KEYHOP_PORTAL_SECRET","alg":"hmac-sha256","trust_domains":["finsphere.example"]}],
- "routes":[{"methods":["POST"],"path_prefix":"/v1/risk/","allow":["spiffe://finsphere.example/ns/portal/sa/portal-web"]}]}"#;
+#[path = "../benches/keyhop_load/mod.rs"]
+mod keyhop_load;
+use keyhop_load::{config, request, SIGN_CONFIG, VERIFY_CONFIG};
 
 const BLOCK: usize = 100;
 /// Blocks per verifier VM: a fresh VM (and replay cache) well before the cache could fill.
 const BLOCKS_PER_VM: usize = 20;
-
-fn config(plugin_configuration: &str) -> HostConfig {
-    HostConfig {
-        plugin_configuration: plugin_configuration.as_bytes().to_vec(),
-        env: vec![("KEYHOP_PORTAL_SECRET".to_owned(), SECRET.to_owned())],
-        log_level: LogLevel::Warn,
-        ..HostConfig::default()
-    }
-}
-
-/// The request the bench in `benches/requests.rs` sends.
-fn request() -> Request {
-    let headers = [
-        (":method", "POST"),
-        (":scheme", "https"),
-        (":authority", "risk.partner.example"),
-        (":path", "/v1/risk/score"),
-        ("content-type", "application/json"),
-        ("x-request-id", "bench"),
-    ];
-    Request {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect(),
-        body_chunks: vec![br#"{"account":"12345678","amount":1999}"#.to_vec()],
-        ..Request::default()
-    }
-}
 
 struct Subject {
     path: String,

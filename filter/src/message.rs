@@ -56,17 +56,17 @@ fn noted_slot(name: &[u8]) -> Option<usize> {
         15 => &[4, 7],
         _ => return None,
     };
-    // Envoy hands names over in lowercase, so an exact comparison nearly always settles it.
-    let is = |slot: &usize| NOTED.get(*slot).map(|noted| noted.as_bytes());
-    candidates
-        .iter()
-        .find(|slot| is(slot) == Some(name))
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|slot| is(slot).is_some_and(|noted| noted.eq_ignore_ascii_case(name)))
+    // Envoy hands names over in lowercase, so the exact comparison nearly always settles it.
+    candidates.iter().copied().find(|&slot| {
+        NOTED.get(slot).is_some_and(|noted| {
+            noted.as_bytes() == name || noted.as_bytes().eq_ignore_ascii_case(name)
         })
-        .copied()
+    })
+}
+
+/// The bytes of one name or value of a map, by where it sits.
+fn part<'b>(bytes: &'b [u8], at: &Range<usize>) -> &'b [u8] {
+    bytes.get(at.clone()).unwrap_or_default()
 }
 
 /// No header fields at all.
@@ -143,7 +143,7 @@ impl HeaderMap {
         let Some((name, _)) = self.lines.get(line) else {
             return;
         };
-        let slot = self.bytes.get(name.clone()).and_then(noted_slot);
+        let slot = noted_slot(part(&self.bytes, name));
         if let Some(noted) = slot.and_then(|slot| self.noted.get_mut(slot)) {
             *noted = match *noted {
                 Noted::Absent => Noted::One(line),
@@ -164,8 +164,7 @@ impl HeaderMap {
     fn value(&self, line: usize) -> &[u8] {
         self.lines
             .get(line)
-            .and_then(|(_, value)| self.bytes.get(value.clone()))
-            .unwrap_or_default()
+            .map_or(&[][..], |(_, value)| part(&self.bytes, value))
     }
 
     /// What the map noted of `name`, if it is one of the [`NOTED`] fields.
@@ -175,12 +174,9 @@ impl HeaderMap {
 
     /// The field lines in order: name and value bytes.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.lines.iter().map(|(name, value)| {
-            (
-                self.bytes.get(name.clone()).unwrap_or_default(),
-                self.bytes.get(value.clone()).unwrap_or_default(),
-            )
-        })
+        self.lines
+            .iter()
+            .map(|(name, value)| (part(&self.bytes, name), part(&self.bytes, value)))
     }
 
     /// How many field lines there are.
@@ -207,14 +203,9 @@ impl HeaderMap {
     /// lookup.
     fn named<'m, 'n>(&'m self, name: &'n str) -> impl Iterator<Item = &'m [u8]> + use<'m, 'n> {
         self.lines.iter().filter_map(move |(n, v)| {
-            if n.len() != name.len() {
-                return None;
-            }
-            let line_name = self.bytes.get(n.clone())?;
-            if !line_name.eq_ignore_ascii_case(name.as_bytes()) {
-                return None;
-            }
-            Some(self.bytes.get(v.clone()).unwrap_or_default())
+            let named =
+                n.len() == name.len() && part(&self.bytes, n).eq_ignore_ascii_case(name.as_bytes());
+            named.then(|| part(&self.bytes, v))
         })
     }
 
@@ -243,12 +234,8 @@ impl HeaderMap {
     /// Drops every line named `name` (any case); the bytes stay where they are.
     pub fn remove(&mut self, name: &str) {
         let bytes = &self.bytes;
-        self.lines.retain(|(n, _)| {
-            !bytes
-                .get(n.clone())
-                .unwrap_or_default()
-                .eq_ignore_ascii_case(name.as_bytes())
-        });
+        self.lines
+            .retain(|(n, _)| !part(bytes, n).eq_ignore_ascii_case(name.as_bytes()));
         self.note_all();
     }
 }
